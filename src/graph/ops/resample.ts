@@ -1,0 +1,101 @@
+// Resize and adaptive pooling with PyTorch's semantics, as separable linear maps (see resample2d).
+// Source coordinates are computed in float32, as PyTorch's CPU kernels do for float tensors,
+// so bicubic agrees to float rounding rather than to 1e-3.
+import type { Tensor } from '../graph.ts';
+import { resample2d } from './conv.ts';
+import { expand, reshape } from './shape.ts';
+
+const f = Math.fround;
+
+export type ResizeMode = 'nearest' | 'bilinear' | 'bicubic';
+
+/** Row i of the result holds the weights of output i over the input samples. */
+export function resizeMatrix(inSize: number, outSize: number, mode: ResizeMode, scaleFactor?: number): Float32Array {
+  const A = new Float32Array(outSize * inSize);
+  // PyTorch: scale = 1/scale_factor when given, else in/out (area_pixel_compute_scale, align_corners=False)
+  const scale = scaleFactor ? f(1 / scaleFactor) : f(inSize / outSize);
+  for (let o = 0; o < outSize; o++) {
+    const row = o * inSize;
+    if (mode === 'nearest') {
+      const src = Math.min(Math.floor(f(o * scale)), inSize - 1);
+      A[row + src] = 1;
+    } else if (mode === 'bilinear') {
+      let src = f(f(scale * f(o + 0.5)) - 0.5);
+      if (src < 0) src = 0;
+      const i0 = Math.floor(src);
+      const i1 = Math.min(i0 + 1, inSize - 1);
+      const l1 = f(src - i0);
+      const l0 = f(1 - l1);
+      A[row + i0] += l0;
+      A[row + i1] += l1;
+    } else {
+      const src = f(f(scale * f(o + 0.5)) - 0.5);
+      const i0 = Math.floor(src);
+      const t = f(src - i0);
+      const w = cubicWeights(t);
+      for (let k = 0; k < 4; k++) {
+        const idx = Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+        A[row + idx] = f(A[row + idx] + w[k]);
+      }
+    }
+  }
+  return A;
+}
+
+/** PyTorch's upsample_bicubic2d coefficients, A = -0.75, in float32. */
+function cubicWeights(t: number): number[] {
+  const A = -0.75;
+  const c1 = (x: number) => f(f(f(f(A + 2) * x) - f(A + 3)) * x * x + 1);
+  const c2 = (x: number) => f(f(f(f(A * x) - f(5 * A)) * x + f(8 * A)) * x - f(4 * A));
+  return [c2(f(t + 1)), c1(t), c1(f(1 - t)), c2(f(2 - t))].map(f);
+}
+
+/** F.interpolate(x, size, mode, align_corners=False) on [..., H, W] */
+export function resize(x: Tensor, size: [number, number], mode: ResizeMode): Tensor {
+  const [H, W] = x.shape.slice(-2);
+  const [Ho, Wo] = size;
+  if (mode === 'nearest' && Ho % H === 0 && Wo % W === 0) return upsampleNearest(x, Ho / H, Wo / W);
+  return resample2d(x, resizeMatrix(H, Ho, mode), resizeMatrix(W, Wo, mode), Ho, Wo);
+}
+
+/** integer nearest upsampling by broadcasting (nn.Upsample(scale_factor=s)) */
+export function upsampleNearest(x: Tensor, sh: number, sw = sh): Tensor {
+  const lead = x.shape.slice(0, -2);
+  const [H, W] = x.shape.slice(-2);
+  const y = expand(reshape(x, [...lead, H, 1, W, 1]), [...lead, H, sh, W, sw]);
+  return reshape(y, [...lead, H * sh, W * sw]);
+}
+
+export function adaptiveAvgPoolMatrix(inSize: number, outSize: number): Float32Array {
+  const A = new Float32Array(outSize * inSize);
+  for (let o = 0; o < outSize; o++) {
+    const s = Math.floor((o * inSize) / outSize);
+    const e = Math.ceil(((o + 1) * inSize) / outSize);
+    for (let i = s; i < e; i++) A[o * inSize + i] = f(1 / (e - s));
+  }
+  return A;
+}
+
+/** nn.AdaptiveAvgPool2d(size) */
+export function adaptiveAvgPool2d(x: Tensor, size: [number, number]): Tensor {
+  const [H, W] = x.shape.slice(-2);
+  return resample2d(x, adaptiveAvgPoolMatrix(H, size[0]), adaptiveAvgPoolMatrix(W, size[1]), size[0], size[1]);
+}
+
+/**
+ * nn.AvgPool2d(k)(nn.Upsample(scale_factor=s)(x)) along one axis as one matrix:
+ * StyleCLIP/HairCLIP's CLIP-loss resize (s = 7, k = size/32) without materialising the 7x image.
+ */
+export function upsamplePoolMatrix(inSize: number, s: number, k: number): Float32Array {
+  const outSize = Math.floor((inSize * s) / k);
+  const A = new Float32Array(outSize * inSize);
+  for (let o = 0; o < outSize; o++) {
+    for (let j = o * k; j < o * k + k; j++) A[o * inSize + Math.floor(j / s)] += 1 / k;
+  }
+  return A;
+}
+export function upsamplePool(x: Tensor, s: number, k: number): Tensor {
+  const [H, W] = x.shape.slice(-2);
+  const Ho = Math.floor((H * s) / k); const Wo = Math.floor((W * s) / k);
+  return resample2d(x, upsamplePoolMatrix(H, s, k), upsamplePoolMatrix(W, s, k), Ho, Wo);
+}
