@@ -48,6 +48,10 @@ export function defineOp(def: OpDef): OpDef {
   OPS.set(def.name, def);
   return def;
 }
+/** Every registered op (the op table), e.g. for tests that check each VJP rule is covered. */
+export function listOps(): OpDef[] {
+  return [...OPS.values()];
+}
 export function getOp(name: string): OpDef {
   const d = OPS.get(name);
   if (!d) throw new Error(`unknown op '${name}'`);

@@ -264,10 +264,31 @@ defineOp({
   name: 'ScatterNDAdd',
   infer: ([data]) => [{ shape: data.shape, dtype: data.dtype }],
   emit: (ctx, ins, outs) => ctx.push({ opType: 'ScatterND', inputs: ins, outputs: outs, attrs: [{ name: 'reduction', s: 'add' }] }),
-  vjp: (n, [gy]) => [gy, null, null], // the update path is not needed by any rule here
+  // out = data + scatter(updates): data passes gy through; each update row reads gy at its index
+  // (a GatherND — duplicate indices each read the same cotangent, as their sum is linear)
+  vjp: (n, [gy]) => [gy, null, gatherND(gy!, n.inputs[1])],
 });
 export function scatterNDAdd(data: Tensor, indices: Tensor, updates: Tensor): Tensor {
   return apply('ScatterNDAdd', [data, indices, updates])[0];
+}
+
+defineOp({
+  name: 'GatherND',
+  infer: ([x, idx]) => {
+    const k = idx.shape[idx.rank - 1];
+    if (idx.dtype !== 'int64') throw new Error(`gatherND: indices must be int64, got ${idx.dtype}`);
+    if (!(k >= 1 && k <= x.rank)) throw new Error(`gatherND: index depth ${k} for data of rank ${x.rank}`);
+    return [{ shape: [...idx.shape.slice(0, -1), ...x.shape.slice(k)], dtype: x.dtype }];
+  },
+  emit: (ctx, ins, outs) => ctx.push({ opType: 'GatherND', inputs: ins, outputs: outs }),
+  vjp: (n, [gy]) => {
+    const x = n.inputs[0];
+    return [scatterNDAdd(x.graph.zeros(x.shape, x.dtype), n.inputs[1], gy!), null];
+  },
+});
+/** ONNX GatherND (batch_dims 0): x[idx[..., 0], ..., idx[..., k-1]] for the last axis of idx of size k */
+export function gatherND(x: Tensor, indices: Tensor): Tensor {
+  return apply('GatherND', [x, indices])[0];
 }
 
 defineOp({

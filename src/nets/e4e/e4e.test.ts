@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { f32 } from '../../io/tensor.ts';
+import { isPyDict, type PyDict } from '../../io/pickle.ts';
+import { readCheckpoint, validateStateDict } from '../common.ts';
+import { fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
+import { formatLine } from '../../verify/compare.ts';
+import { E4E_FFHQ, e4eEncoderSpec, e4eFromCheckpoint, e4eInputSize, e4eStateSpec, inferE4eConfig, loadE4e } from './e4e.ts';
+import { detect, verify } from './verify.ts';
+
+const DIR = fixturePath('e4e');
+const CKPT = fixturePath('e4e', 'tiny_e4e.pt');
+
+test('e4e: codes, pSp codes, taps and the input gradient match every fixture tensor', async () => {
+  assert.ok(detect(DIR));
+  const lines = await verify(DIR);
+  assert.equal(lines.length, 10);
+  for (const l of lines) assert.ok(l.pass, formatLine(l));
+});
+
+test('e4e: the reduced config (README patch) is inferred from keys and opts', () => {
+  const net = loadE4e(CKPT);
+  const c = net.config;
+  assert.deepEqual(c.stages.map((s) => [s.inChannel, s.depth, s.units]), [[16, 16, 1], [16, 20, 2], [20, 24, 2], [24, 32, 1]]);
+  assert.equal(c.stem, 16);
+  assert.equal(c.styleCount, 8); // stylegan_size 32
+  assert.deepEqual(c.styleConvs, [2, 2, 2, 3, 3, 3, 3, 4]); // spatial 4 / 8 / 16
+  assert.equal(c.styleIn, 32);
+  assert.equal(c.styleDim, 16);
+  assert.equal(c.c1Channels, 20);
+  assert.equal(c.c2Channels, 24);
+  assert.equal(e4eInputSize(c), 64);
+  assert.equal(c.encoderType, 'Encoder4Editing');
+  assert.ok(net.startFromLatentAvg);
+  assert.equal(net.latentAvg!.length, 8 * 16);
+  assert.equal(net.decoder.size, 0);
+});
+
+test('e4e: the real-size builder gives exactly the official encoder keys, shapes and order', () => {
+  const official = officialKeys('e4e', 'official_e4e_keys.json');
+  const enc = official.filter((k) => k.key.startsWith('encoder.'));
+  assert.equal(enc.length, 621);
+  assert.deepEqual(specAsKeys(e4eStateSpec(E4E_FFHQ)), enc);
+  // the encoder keys come first in pSp.state_dict(), then the decoder's
+  assert.deepEqual(official.slice(0, enc.length), enc);
+  const stripped = shapeOnlyStateDict(enc.map((k) => ({ ...k, key: k.key.slice('encoder.'.length) })));
+  assert.deepEqual(inferE4eConfig(stripped, { stylegan_size: 1024, encoder_type: 'Encoder4Editing' }), E4E_FFHQ);
+  assert.equal(e4eInputSize(E4E_FFHQ), 256);
+  validateStateDict('e4e', stripped, e4eEncoderSpec(E4E_FFHQ));
+  assert.throws(() => inferE4eConfig(stripped, { stylegan_size: 512 }), /stylegan_size 512 means 16 styles, the weights have 18/);
+});
+
+function tinyRoot(): PyDict {
+  const root = readCheckpoint(CKPT);
+  assert.ok(isPyDict(root));
+  return root;
+}
+
+test('e4e: validation names missing, unexpected and mis-shaped encoder keys; decoder keys pass through', () => {
+  let root = tinyRoot();
+  delete (root.state_dict as PyDict)['encoder.styles.3.linear.bias'];
+  assert.throws(() => e4eFromCheckpoint(root), /missing 'styles\.3\.linear\.bias'/);
+  root = tinyRoot();
+  (root.state_dict as PyDict)['encoder.latlayer1.weight'] = f32([32, 20, 1, 1]);
+  assert.throws(() => e4eFromCheckpoint(root), /'latlayer1\.weight' has shape \[32, 20, 1, 1\]/);
+  root = tinyRoot();
+  (root.state_dict as PyDict)['encoder.styles.0.extra'] = f32([1]);
+  assert.throws(() => e4eFromCheckpoint(root), /unexpected key 'styles\.0\.extra'/);
+  root = tinyRoot();
+  (root.state_dict as PyDict)['discriminator.w'] = f32([1]);
+  assert.throws(() => e4eFromCheckpoint(root), /unexpected key 'discriminator\.w'/);
+  root = tinyRoot();
+  (root.state_dict as PyDict)['decoder.style.1.weight'] = f32([4, 4]);
+  for (const k of Object.keys(root.state_dict as PyDict)) if (k.endsWith('num_batches_tracked')) delete (root.state_dict as PyDict)[k];
+  const net = e4eFromCheckpoint(root);
+  assert.deepEqual([...net.decoder.keys()], ['style.1.weight']);
+  root = tinyRoot();
+  root.latent_avg = f32([7, 16]);
+  assert.throws(() => e4eFromCheckpoint(root), /latent_avg has shape \[7, 16\], expected \[8, 16\]/);
+});
