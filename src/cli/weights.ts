@@ -62,15 +62,15 @@ export function weightsCommand(program: Command): Command {
     .option('--cache-dir <dir>', 'cache directory (default: $CLIPMAPPER_CACHE or ~/.cache/clipmapper)')
     .option('--url <url>', 'download from this URL instead of the official source')
     .option('--sha256 <hex>', 'expected sha256 (default: the registry value, where known)')
-    .option('--no-progress', 'no progress bar')
     .option('--progress', 'always show the progress bar (default: only on a terminal)')
+    .option('--no-progress', 'no progress bar')
     .action(async (name: string, o: { cacheDir?: string; url?: string; sha256?: string; progress?: boolean }) => {
       try {
         const path = await resolveWeights(name, {
           cacheDir: o.cacheDir,
           url: o.url,
           sha256: o.sha256,
-          progress: o.progress === false ? false : process.argv.includes('--progress') ? true : 'auto',
+          progress: o.progress ?? 'auto',
           log: (m) => console.error(`clipmapper: ${m}`),
         });
         console.log(path);

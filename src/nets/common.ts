@@ -275,6 +275,26 @@ export function suggestedAtol(metadata: Record<string, string>): Record<string, 
   return s ? (JSON.parse(s) as Record<string, number>) : {};
 }
 
+/**
+ * The "suggested atol" column of a fixture folder's README tables for one file: rows
+ * `| <file> | \`<tensor>\` | ... | <atol> |` ({} when the folder has no README or no such rows).
+ * io.safetensors files carry no tolerance metadata; their README rows do.
+ */
+export function readmeAtol(dir: string, file: string): Record<string, number> {
+  const p = join(dir, 'README.md');
+  if (!existsSync(p)) return {};
+  const out: Record<string, number> = {};
+  for (const line of readFileSync(p, 'utf8').split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length < 4 || cells[1] !== file) continue;
+    const name = /^`([^`]+)`$/.exec(cells[2])?.[1];
+    const last = cells.filter((c) => c !== '').pop() ?? '';
+    const v = Number(last);
+    if (name && last !== '' && Number.isFinite(v) && v > 0) out[name] = v;
+  }
+  return out;
+}
+
 /** Host data of a graph input: float32 values with their shape. */
 export function hostF32(t: TensorData): { data: Float32Array; shape: number[] } {
   return { data: toFloat32Array(t), shape: [...t.shape] };

@@ -48,13 +48,13 @@ export function editStateDict(sd: StateDict, edit: { drop?: string[]; set?: Reco
 
 /**
  * A runnable state dict for a key list, with values that keep activations in range: BatchNorm
- * running variances and weights near 1, other weights ~ N(0, 1/fan_in) (xorshift, deterministic).
+ * running variances and weights near 1, other weights uniform with variance 1/fan_in (xorshift,
+ * deterministic).
  * For real-size smoke runs of architectures whose weights are not in the repository.
  */
 export function randomStateDict(spec: readonly KeySpec[], seed = 1): Map<string, TensorData> {
   let s = seed >>> 0 || 1;
   const uni = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
-  const gauss = () => Math.sqrt(-2 * Math.log(uni() + 1e-12)) * Math.cos(2 * Math.PI * uni());
   const m = new Map<string, TensorData>();
   for (const k of spec) {
     if (k.dtype === 'I64') { m.set(k.key, new TensorData('int64', k.shape, new BigInt64Array(1))); continue; }
@@ -64,9 +64,9 @@ export function randomStateDict(spec: readonly KeySpec[], seed = 1): Map<string,
     const fanIn = k.shape.length > 1 ? n / k.shape[0] : 1;
     for (let i = 0; i < n; i++) {
       if (leaf === 'running_var') d[i] = 0.5 + uni();
-      else if (leaf === 'running_mean' || leaf === 'bias') d[i] = 0.1 * gauss();
+      else if (leaf === 'running_mean' || leaf === 'bias') d[i] = 0.2 * (uni() - 0.5);
       else if (k.shape.length === 1) d[i] = 0.5 + uni(); // BatchNorm weights, PReLU slopes
-      else d[i] = gauss() / Math.sqrt(fanIn);
+      else d[i] = (2 * uni() - 1) * Math.sqrt(3 / fanIn);
     }
     m.set(k.key, new TensorData('float32', k.shape, d));
   }

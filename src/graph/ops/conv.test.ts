@@ -61,6 +61,13 @@ fdTest(['Conv'], 'conv dilation 2 padding 2', [[1, 2, 8, 8], [3, 2, 3, 3]], ([x,
 fdTest(['Conv'], 'conv groups 2 + stride 2 + dilation 2 + asymmetric padding, batch 2', [[2, 4, 9, 8], [4, 2, 3, 3]],
   ([x, w]) => conv2d(x, w, null, { groups: 2, stride: 2, dilation: 2, padding: [1, 0, 0, 1] }));
 fdTest(['Conv'], 'conv 1x1', [[2, 3, 4, 4], [5, 3, 1, 1]], ([x, w]) => conv2d(x, w));
+fdTest(['Conv'], 'conv 1x1 with 8 input channels, batch 3 (weight-grad by taps)', [[3, 8, 3, 3], [4, 8, 1, 1]], ([x, w]) => conv2d(x, w));
+fdTest(['Conv'], 'conv stride 1, asymmetric padding [2,0,1,1], groups 2, dilation [1,2] (input-grad as a flipped conv)', [[1, 4, 6, 7], [4, 2, 3, 3]],
+  ([x, w]) => conv2d(x, w, null, { padding: [2, 0, 1, 1], groups: 2, dilation: [1, 2] }));
+fdTest(['Conv'], 'conv padding 3 > kernel extent 2 (input-grad falls back to ConvTranspose)', [[1, 2, 4, 4], [3, 2, 3, 3]],
+  ([x, w]) => conv2d(x, w, null, { padding: 3 }));
+fdTest(['Conv'], 'conv 16 channels in, 5x5 stride 2, batch 2 (weight-grad by strided taps)', [[2, 16, 7, 7], [3, 16, 5, 5]],
+  ([x, w]) => conv2d(x, w, null, { stride: 2, padding: 2 }));
 fdTest(['Conv'], 'conv non-square kernel 2x3, stride [2,1], padding [1,0]', [[1, 2, 7, 6], [3, 2, 2, 3]],
   ([x, w]) => conv2d(x, w, null, { stride: [2, 1], padding: [1, 0] }));
 

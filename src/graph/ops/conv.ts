@@ -5,7 +5,7 @@
 // ConvTranspose is the adjoint of Conv, so its rules are the same two pieces the other way round.
 import { apply, broadcastShapes, defineOp, type Node, type Tensor } from '../graph.ts';
 import { unbroadcast, mul, div } from './elementwise.ts';
-import { concat, mT, pad, reduceSum, reshape, slice, transpose, scatterElementsAdd } from './shape.ts';
+import { concat, gather, mT, pad, reduceSum, reshape, slice, transpose, scatterElementsAdd } from './shape.ts';
 
 // ---------- MatMul ----------
 defineOp({
@@ -68,10 +68,7 @@ defineOp({
   vjp: (n, [gy]) => {
     const [x, w, b] = n.inputs;
     const a = n.attrs as unknown as ConvAttrs;
-    const H = x.shape.slice(2);
-    // ConvTranspose output = (Hy-1)*s - pads + d*(k-1) + 1 + output_padding; pick output_padding to land on H
-    const outputPadding = [0, 1].map((i) => H[i] - ((gy!.shape[2 + i] - 1) * a.strides[i] - a.pads[i] - a.pads[i + 2] + a.dilations[i] * (w.shape[2 + i] - 1) + 1));
-    const gx = apply('ConvTranspose', [gy!, w], { ...a, outputPadding })[0];
+    const gx = convInputGrad(gy!, w, x.shape, a);
     const gw = convWeightGrad(x, gy!, w.shape, a);
     const gb = b ? reduceSum(gy!, [0, 2, 3]) : null;
     return b ? [gx, gw, gb] : [gx, gw];
@@ -103,50 +100,86 @@ defineOp({
 });
 
 /**
- * d/dw of sum(gy * conv(x, w)) for a weight of shape [O, C/G, kh, kw], one MatMul per kernel tap:
- *   gw[o, c, i, j] = sum_{n, y, x} gy[n, o, y, x] * xpad[n, c, y*sh + i*dh, x*sw + j*dw],
- * i.e. gy [N, G, O/G, Ho*Wo] times the strided window of the padded input for tap (i, j),
- * [N, G, C/G, Ho*Wo], transposed. Each tap is one large GEMM (K = Ho*Wo), which ORT runs about
- * twice as fast as expressing the same sums as a Conv with batch and channels swapped and a
- * Ho x Wo "kernel" (the textbook trick, measured in bench/ops.ts); only one tap's window is alive
- * at a time, so the extra memory is one copy of the input.
+ * d/dx of sum(gy * conv(x, w)): the adjoint of the conv, a ConvTranspose with the same weight.
+ * For stride 1 (when the padding does not exceed the dilated kernel extent) it is computed instead
+ * as a plain Conv of gy with the spatially flipped, in/out-swapped weight and padding
+ * d (k - 1) - p: the same sums, and ORT's Conv kernel runs it ~30% faster than its ConvTranspose
+ * (GEMM + col2im) on 512-channel 3x3 layers (bench/ops.ts).
+ */
+export function convInputGrad(gy: Tensor, w: Tensor, xshape: readonly number[], a: ConvAttrs): Tensor {
+  const [O, Cg, kh, kw] = w.shape;
+  const ext = [a.dilations[0] * (kh - 1), a.dilations[1] * (kw - 1)];
+  const pads = [ext[0] - a.pads[0], ext[1] - a.pads[1], ext[0] - a.pads[2], ext[1] - a.pads[3]];
+  if (a.strides[0] === 1 && a.strides[1] === 1 && pads.every((p) => p >= 0)) {
+    const G = a.group;
+    // [O, Cg, kh, kw] = [G, Og, Cg, kh, kw] -> [G, Cg, Og, kh, kw] = [C, Og, kh, kw], then flip kh and kw
+    let wt = reshape(transpose(reshape(w, [G, O / G, Cg, kh, kw]), [0, 2, 1, 3, 4]), [G * Cg, O / G, kh, kw]);
+    const reversed = (k: number) => w.graph.constant(BigInt64Array.from({ length: k }, (_, i) => BigInt(k - 1 - i)), [k], 'int64');
+    if (kh > 1) wt = gather(wt, reversed(kh), 2);
+    if (kw > 1) wt = gather(wt, reversed(kw), 3);
+    return apply('Conv', [gy, wt], { strides: [1, 1], pads, dilations: a.dilations, group: G })[0];
+  }
+  // ConvTranspose output = (Hy-1)*s - pads + d*(k-1) + 1 + output_padding; pick output_padding to land on H
+  // (the rows a strided forward never read, when (H + pads - d(k-1) - 1) % s != 0)
+  const outputPadding = [0, 1].map((i) => xshape[2 + i] - ((gy.shape[2 + i] - 1) * a.strides[i] - a.pads[i] - a.pads[i + 2] + a.dilations[i] * (w.shape[2 + i] - 1) + 1));
+  return apply('ConvTranspose', [gy, w], { ...a, outputPadding })[0];
+}
+
+/**
+ * d/dw of sum(gy * conv(x, w)) for a weight of shape [O, C/G, kh, kw]:
+ *   gw[o, c, i, j] = sum_{n, y, x} gy[n, o, y, x] * xpad[n, c, y*sh + i*dh, x*sw + j*dw].
+ * Two exact formulations of these sums; which GEMMs they make decides their speed in ORT:
+ *  - per kernel tap, one MatMul of gy [N, G, O/G, Ho*Wo] with the strided window of the padded
+ *    input for that tap [N, G, C/G, Ho*Wo], transposed: kh*kw GEMMs of (O/G) x (C/G), K = Ho*Wo;
+ *  - one Conv with batch and channels swapped (the input's C/G channels become the batch, gy is
+ *    the "kernel", the forward's stride becomes the dilation): GEMMs of (O/G) x (kh*kw).
+ * Measured (bench/ops.ts; scratch notes in the report): the taps are 2-3x faster for every
+ * StyleGAN-like layer (3x3 and 1x1, 16..512 channels, 4..1024 px, grouped and strided), and up to
+ * 13x for 1x1 (where the tap is the whole weight gradient as one GEMM); the Conv form wins only
+ * when the input has few channels (a 7x7 stem on RGB: 45 vs 7 GFLOP/s), where a tap's GEMM
+ * would have C/G < 8 columns. Only one tap's window is alive at a time, so the taps cost one
+ * extra copy of the input in memory.
  */
 export function convWeightGrad(x: Tensor, gy: Tensor, wshape: readonly number[], a: ConvAttrs): Tensor {
-  const [N, C] = x.shape;
+  const Cg = wshape[1];
+  return a.group === 1 && Cg < 8 ? convWeightGradByConv(x, gy, wshape, a) : convWeightGradByTaps(x, gy, wshape, a);
+}
+
+export function convWeightGradByTaps(x: Tensor, gy: Tensor, wshape: readonly number[], a: ConvAttrs): Tensor {
+  const N = x.shape[0];
   const [O, Cg, kh, kw] = wshape;
   const G = a.group;
-  const Og = O / G;
   const [sh, sw] = a.strides;
   const [dh, dw] = a.dilations;
   const xp = pad(x, [0, 0, a.pads[0], a.pads[1], 0, 0, a.pads[2], a.pads[3]]);
   const [Ho, Wo] = gy.shape.slice(2);
-  const gyr = reshape(gy, [N, G, Og, Ho * Wo]);
+  const gyr = reshape(gy, [N, G, O / G, Ho * Wo]);
   const taps: Tensor[] = [];
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       const win = slice(xp, [i * dh, j * dw], [i * dh + sh * (Ho - 1) + 1, j * dw + sw * (Wo - 1) + 1], [2, 3], [sh, sw]);
-      let t = matmul(gyr, mT(reshape(win, [N, G, Cg, Ho * Wo]))); // [N, G, Og, Cg]
+      let t = matmul(gyr, mT(reshape(win, [N, G, Cg, Ho * Wo]))); // [N, G, O/G, Cg]
       if (N > 1) t = reduceSum(t, 0);
       taps.push(reshape(t, [O, Cg, 1]));
     }
   }
-  void C;
   return reshape(concat(taps, 2), [O, Cg, kh, kw]);
 }
 
-/** The same gradient as a grouped Conv over permuted tensors (the previous formulation; kept for bench/ops.ts). */
 export function convWeightGradByConv(x: Tensor, gy: Tensor, wshape: readonly number[], a: ConvAttrs): Tensor {
-  const [N, , , ] = x.shape;
+  const N = x.shape[0];
   const [O, Cg, kh, kw] = wshape;
   const G = a.group;
   const Og = O / G;
   const xp = pad(x, [0, 0, a.pads[0], a.pads[1], 0, 0, a.pads[2], a.pads[3]]);
   const [Hp, Wp] = xp.shape.slice(2);
   const [Ho, Wo] = gy.shape.slice(2);
+  // [N, G, Cg, Hp, Wp] -> [Cg, G, N, Hp, Wp] -> [Cg, G*N, Hp, Wp]
   const xin = reshape(transpose(reshape(xp, [N, G, Cg, Hp, Wp]), [2, 1, 0, 3, 4]), [Cg, G * N, Hp, Wp]);
+  // [N, G, Og, Ho, Wo] -> [G, Og, N, Ho, Wo] -> [G*Og, N, Ho, Wo]
   const win = reshape(transpose(reshape(gy, [N, G, Og, Ho, Wo]), [1, 2, 0, 3, 4]), [G * Og, N, Ho, Wo]);
   let r = apply('Conv', [xin, win], { strides: a.dilations, pads: [0, 0, 0, 0], dilations: a.strides, group: G })[0];
-  r = slice(r, [0, 0], [kh, kw], [2, 3]);
+  r = slice(r, [0, 0], [kh, kw], [2, 3]); // [Cg, G*Og, kh, kw]
   return reshape(transpose(reshape(r, [Cg, G, Og, kh, kw]), [1, 2, 0, 3, 4]), [O, Cg, kh, kw]);
 }
 

@@ -5,11 +5,14 @@ import { join } from 'node:path';
 import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { compare, type CompareLine } from '../../verify/compare.ts';
-import { fixtureTensor, hostF32, readFixture, suggestedAtol, u8ToFloat } from '../common.ts';
+import { readmeAtol, fixtureTensor, hostF32, readFixture, suggestedAtol, u8ToFloat } from '../common.ts';
 import { idFeatures, idLoss, irseForward, loadIrse, type IrseTaps } from './irse.ts';
 
-/** io.safetensors carries no tolerance metadata: these are its README's "suggested atol" column. */
-const IO_ATOL: Record<string, number> = { embedding: 5e-6, 'act.body': 5e-6, 'act.output_layer_prenorm': 1e-5 };
+/**
+ * io.safetensors carries no tolerance metadata; its README's "suggested atol" column is read
+ * when the folder has the README, else these values (that column for the published fixtures).
+ */
+const IO_ATOL_DEFAULT: Record<string, number> = { embedding: 5e-6, 'act.body': 5e-6, 'act.output_layer_prenorm': 1e-5 };
 
 function checkpointIn(dir: string): string | undefined {
   return readdirSync(dir).find((f) => /ir_?se.*\.(pt|pth)$/i.test(f));
@@ -24,6 +27,7 @@ export async function verify(dir: string): Promise<CompareLine[]> {
   if (!ckpt) throw new Error(`verify arcface: no IR-SE checkpoint (*irse*.pt / *ir_se*.pth) in ${dir}`);
   const net = loadIrse(join(dir, ckpt));
   const lines: CompareLine[] = [];
+  const IO_ATOL = { ...IO_ATOL_DEFAULT, ...readmeAtol(dir, 'io.safetensors') };
 
   // --- forward and hooks
   const io = readFixture(dir, 'io.safetensors');
@@ -34,7 +38,7 @@ export async function verify(dir: string): Promise<CompareLine[]> {
     const taps: IrseTaps = {};
     const emb = irseForward(net, xi, taps);
     const r = await evaluate({ embedding: emb, 'act.body': taps.body!, 'act.output_layer_prenorm': taps.prenorm! }, { x: hostF32(x) });
-    for (const name of Object.keys(IO_ATOL)) {
+    for (const name of Object.keys(IO_ATOL_DEFAULT)) {
       lines.push(compare(`io.${name}`, r[name].data as Float32Array, fixtureTensor(io, name, 'io.safetensors').data as Float32Array, { atol: IO_ATOL[name], rtol: 0 }));
     }
   }

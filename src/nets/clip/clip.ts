@@ -20,6 +20,8 @@ export type ImagePreprocess =
   | 'none'
   /** HairCLIP/StyleCLIP CLIPLoss: [N, 3, S, S] in [-1, 1] -> Upsample(7) + AvgPool(S/32), no mean/std */
   | 'clip-loss'
+  /** the same resize, then Normalize(mean, std)(x * 0.5 + 0.5) (HairCLIPv2's corrected CLIPLoss) */
+  | 'clip-loss-normalized'
   /** HairCLIP image embedding: [N, 3, S, S] in [-1, 1] -> AdaptiveAvgPool(224) -> Normalize(x*0.5+0.5) */
   | 'embedding';
 
@@ -59,7 +61,9 @@ export class ClipModel {
 
   /** Pixels as `preprocess` describes them -> CLIP image features. */
   imageFeaturesGraph(x: Tensor, preprocess: ImagePreprocess, p: Params = this.params(x.graph)): Tensor {
-    const img = preprocess === 'clip-loss' ? clipLossResize(x) : preprocess === 'embedding' ? embeddingResize(x, this.config.imageResolution) : x;
+    const img = preprocess === 'clip-loss' ? clipLossResize(x)
+      : preprocess === 'clip-loss-normalized' ? clipLossResize(x, { normalize: true })
+        : preprocess === 'embedding' ? embeddingResize(x, this.config.imageResolution) : x;
     return encodeImage(p, this.config, img);
   }
 

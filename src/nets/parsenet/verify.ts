@@ -75,8 +75,10 @@ export async function verify(dir: string): Promise<CompareLine[]> {
     const t = (n: string) => fixtureTensor(ls, n, 'losses.safetensors');
     const tol = (n: string) => ({ atol: atol[n] ?? 1e-5, rtol: 0 });
     const shape = [...t('x_u8').shape];
-    // the fixture keeps HairCLIP's 2x relation between image and parser input (1024 -> 512)
-    const opts = { parserSize: shape[2] / 2 };
+    // the parser size is named in the metadata ("AdaptiveAvgPool2d((48,48))"); otherwise HairCLIP's
+    // 2x relation between image and parser input (1024 -> 512), which the fixture keeps
+    const named = /AdaptiveAvgPool2d\(\((\d+),\s*(\d+)\)\)/.exec(ls.metadata.sizes ?? '');
+    const opts = { parserSize: named ? Number(named[1]) : shape[2] / 2 };
     const g = new G.Graph('parsenet-losses');
     const x = g.input('x', shape); const xh = g.input('x_hat', shape); const ref = g.input('ref', shape);
     const hx = hairMask(net, x, opts); const hxh = hairMask(net, xh, opts); const href = hairMask(net, ref, opts);
