@@ -2,7 +2,8 @@
 //
 // Package: @vladmandic/face-api 1.7.x, MIT licence (models included: the face-api.js weights,
 // MIT). It ships its models inside the npm package (model/: ssd_mobilenetv1 5.4 MB,
-// face_landmark_68 0.35 MB used here; 13 MB of models, 24 MB unpacked in all) and has no
+// tiny_face_detector 0.19 MB and face_landmark_68 0.35 MB used here; 13 MB of models, 24 MB
+// unpacked in all) and has no
 // dependencies of its own; its Node wasm build needs @tensorflow/tfjs 4.22 and
 // @tensorflow/tfjs-backend-wasm 4.22 (pure JS + a bundled .wasm, nothing downloaded at install
 // or run time; ~290 MB unpacked under node_modules/@tensorflow, most of it tfjs's prebuilt
@@ -18,8 +19,13 @@
 // pixel-centre coordinates (subtract 0.5: pixel i's centre is i), as dlib and the FFHQ
 // alignment use. Boxes stay in pixel-edge coordinates.
 //
-// Detector: SSD MobileNet v1 (face-api's most accurate detector; ~0.3 s per 512x512 photo on
-// the wasm backend, 2 cores) + the 68-point landmark net (the full one, not the tiny one).
+// Detector: SSD MobileNet v1 (face-api's most accurate boxes; ~0.3 s per 512x512 photo on the
+// wasm backend, 2 cores) + the 68-point landmark net (the full one, not the tiny one). SSD alone
+// finds a "face" in a cat's head with score 0.93 (chelsea.png), so by default each SSD box must be
+// confirmed by face-api's second, independently trained detector (Tiny Face Detector, input
+// sizes 416 and 608, score >= 0.3, IoU >= 0.3 with the SSD box); unconfirmed boxes are dropped
+// (verify: false keeps them). On the test photos the Tiny detector finds the astronaut (0.98)
+// and the cameraman (0.67) and nothing on the cat at any input size or score >= 0.2.
 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -49,6 +55,8 @@ export interface DetectOptions {
   minConfidence?: number;
   /** Max faces returned (default 100). */
   maxResults?: number;
+  /** Keep only SSD faces confirmed by the Tiny Face Detector (default true; see the header). */
+  verify?: boolean;
 }
 
 /** No face was found where one was required. */
@@ -56,11 +64,15 @@ export class NoFaceError extends Error {
   override name = 'NoFaceError';
   readonly width: number;
   readonly height: number;
-  constructor(what: string, width: number, height: number, minConfidence: number) {
-    super(`no face found in ${what} (${width}x${height}; detector: SSD MobileNet v1, minConfidence ${minConfidence}). ` +
-      'Use a photo with a clearly visible, roughly frontal human face, or lower minConfidence.');
+  /** Candidates the SSD detector proposed that the second detector did not confirm. */
+  readonly rejected: number;
+  constructor(what: string, width: number, height: number, minConfidence: number, rejected = 0) {
+    super(`no face found in ${what} (${width}x${height}; SSD MobileNet v1 at minConfidence ${minConfidence}` +
+      (rejected ? `; ${rejected} candidate${rejected > 1 ? 's' : ''} rejected because the Tiny Face Detector did not confirm ${rejected > 1 ? 'them' : 'it'}` : '') +
+      '). Use a photo with a clearly visible, roughly frontal human face' + (rejected ? ', or pass verify: false.' : ', or lower minConfidence.'));
     this.width = width;
     this.height = height;
+    this.rejected = rejected;
   }
 }
 
@@ -100,9 +112,10 @@ interface FaceApiResult {
 interface FaceApiNet { loadFromWeightMap(map: Record<string, unknown>): void; isLoaded: boolean }
 interface FaceApiLike {
   tf: TfLike;
-  nets: { ssdMobilenetv1: FaceApiNet; faceLandmark68Net: FaceApiNet };
+  nets: { ssdMobilenetv1: FaceApiNet; tinyFaceDetector: FaceApiNet; faceLandmark68Net: FaceApiNet };
   SsdMobilenetv1Options: new (o: { minConfidence: number; maxResults: number }) => unknown;
-  detectAllFaces(input: TfTensor, options: unknown): { withFaceLandmarks(): Promise<FaceApiResult[]> };
+  TinyFaceDetectorOptions: new (o: { inputSize: number; scoreThreshold: number }) => unknown;
+  detectAllFaces(input: TfTensor, options: unknown): PromiseLike<FaceApiResult['detection'][]> & { withFaceLandmarks(): Promise<FaceApiResult[]> };
 }
 
 export interface DetectorInfo {
@@ -139,6 +152,7 @@ async function startEngine(): Promise<{ api: FaceApiLike; info: DetectorInfo }> 
   await api.tf.ready();
   const modelDir = faceModelDir();
   await loadNet(api, api.nets.ssdMobilenetv1, modelDir, 'ssd_mobilenetv1_model');
+  await loadNet(api, api.nets.tinyFaceDetector, modelDir, 'tiny_face_detector_model');
   await loadNet(api, api.nets.faceLandmark68Net, modelDir, 'face_landmark_68_model');
   return { api, info: { backend: api.tf.getBackend(), modelDir } };
 }
@@ -164,8 +178,18 @@ export async function detectFaces(input: ImageInput, opts: DetectOptions = {}): 
   const maxResults = opts.maxResults ?? 100;
   const t = api.tf.tensor3d(img.data, [img.height, img.width, 3], 'int32');
   let results: FaceApiResult[];
+  let rejected = 0;
   try {
     results = await api.detectAllFaces(t, new api.SsdMobilenetv1Options({ minConfidence, maxResults })).withFaceLandmarks();
+    if ((opts.verify ?? true) && results.length) {
+      const confirm: FaceBox[] = [];
+      for (const inputSize of [416, 608]) {
+        for (const d of await api.detectAllFaces(t, new api.TinyFaceDetectorOptions({ inputSize, scoreThreshold: 0.3 }))) confirm.push(d.box);
+      }
+      const kept = results.filter((r) => confirm.some((b) => iou(b, r.detection.box) >= 0.3));
+      rejected = results.length - kept.length;
+      results = kept;
+    }
   } finally {
     t.dispose();
   }
@@ -174,9 +198,17 @@ export async function detectFaces(input: ImageInput, opts: DetectOptions = {}): 
     score: r.detection.score,
     landmarks: r.landmarks.positions.map((p) => [p.x - 0.5, p.y - 0.5] as Point),
   }));
-  if (faces.length === 0) throw new NoFaceError(describe(input), img.width, img.height, minConfidence);
+  if (faces.length === 0) throw new NoFaceError(describe(input), img.width, img.height, minConfidence, rejected);
   faces.sort((a, b) => b.box.width * b.box.height - a.box.width * a.box.height);
   return faces;
+}
+
+function iou(a: FaceBox, b: FaceBox): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  const inter = w * h;
+  return inter / (a.width * a.height + b.width * b.height - inter);
 }
 
 /** The face to align: the largest (default) or the `face`-th of detectFaces' list. */

@@ -7,9 +7,16 @@
 // operands are checked at once (the direction perturbs x, w and b together). MaxPool is piecewise
 // linear: every window's values are distinct levels 0.15 apart and h = 5e-3, so two values
 // approach by at most 2 * 2h|v| ~ 0.09 and no window's argmax changes (see locallyDistinct).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { add, mul } from './elementwise.ts';
-import { avgPool2d, conv2d, convTranspose2d, globalAvgPool, matmul, maxPool2d } from './conv.ts';
-import { fdTest, rng } from '../testing.ts';
+import {
+  avgPool2d, conv2d, convTranspose2d, convWeightGradByConv, convWeightGradByTaps, globalAvgPool, matmul, maxPool2d,
+  type ConvAttrs,
+} from './conv.ts';
+import { Graph } from '../graph.ts';
+import { fdTest, randn, rng } from '../testing.ts';
+import { evaluate } from '../../runtime/session.ts';
 
 /**
  * An [N, C, H, W] input for MaxPool: values from 40 levels 0.15 apart (range +-3) such that any
@@ -89,3 +96,26 @@ fdTest(['MaxPool'], 'maxPool 3x3 stride 2 padding 1, overlapping windows, batch 
 fdTest(['Conv'], 'avgPool2d 2x2 and 3x3 stride 1 padding 1 (count_include_pad)', [[1, 2, 6, 6]],
   ([x]) => add(avgPool2d(x, 2), avgPool2d(avgPool2d(x, 3, 1, 1), 2)));
 fdTest(['ReduceSum'], 'globalAvgPool of x^2', [[2, 3, 4, 5]], ([x]) => globalAvgPool(mul(x, x)));
+
+// convWeightGrad picks one of two formulations by shape (see its comment); the FD cases above
+// reach both, and here they must agree with each other on geometries either could get.
+test('conv weight gradient: the per-tap MatMul and the swapped-Conv formulations agree', async () => {
+  const cases: { x: number[]; w: number[]; a: ConvAttrs }[] = [
+    { x: [2, 6, 9, 8], w: [4, 3, 3, 3], a: { strides: [2, 1], pads: [1, 0, 2, 1], dilations: [1, 2], group: 2 } },
+    { x: [1, 3, 7, 7], w: [5, 3, 5, 5], a: { strides: [2, 2], pads: [2, 2, 2, 2], dilations: [1, 1], group: 1 } },
+    { x: [3, 8, 5, 5], w: [8, 8, 1, 1], a: { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1 } },
+  ];
+  for (const c of cases) {
+    const g = new Graph('wgrad');
+    const x = g.input('x', c.x);
+    const y = conv2d(x, g.input('w', c.w), null, { stride: c.a.strides as [number, number], padding: c.a.pads as [number, number, number, number], dilation: c.a.dilations as [number, number], groups: c.a.group });
+    const gy = g.input('gy', y.shape);
+    const r = rng(7);
+    const out = await evaluate({ taps: convWeightGradByTaps(x, gy, c.w, c.a), conv: convWeightGradByConv(x, gy, c.w, c.a) },
+      { x: randn(x.size, r), gy: randn(gy.size, r) });
+    const a = out.taps.data as Float32Array; const b = out.conv.data as Float32Array;
+    let scale = 0; let diff = 0;
+    for (let i = 0; i < a.length; i++) { scale = Math.max(scale, Math.abs(b[i])); diff = Math.max(diff, Math.abs(a[i] - b[i])); }
+    assert.ok(diff <= 1e-5 * scale, `x [${c.x}] w [${c.w}]: formulations differ by ${diff} (scale ${scale})`);
+  }
+});

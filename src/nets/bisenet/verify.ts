@@ -76,7 +76,8 @@ export async function verify(dir: string): Promise<CompareLine[]> {
       lines.push(compare(`io.${name}`, r[name].data as Float32Array, t(name).data as Float32Array, { atol: IO_ATOL[name], rtol: 0 }));
     }
     const refLogits = t('logits').data as Float32Array;
-    lines.push(compareLabels('io.parsing', r.labels.data as BigInt64Array, t('parsing'), refLogits, net.config.nClasses, IO_ATOL.logits));
+    // each of the two top logits may be off by the logits tolerance
+    lines.push(compareLabels('io.parsing', r.labels.data as BigInt64Array, t('parsing'), refLogits, net.config.nClasses, 2 * IO_ATOL.logits));
   }
 
   {

@@ -94,3 +94,38 @@ test('clip: the image VJP pair chains to the fixture gradients (cosine loss, Hai
   const l2 = compare('hairclip_clip_loss.grad.x', hgx!.data as Float32Array, toFloat32Array(get(grad, 'hairclip_clip_loss.grad.x')), { relMax: 1e-4 });
   assert.ok(l2.pass, formatLine(l2));
 });
+
+test('clip: ViT-B/32 at real size runs (image, text, CLIPLoss VJP at 1024 against a finite difference)', { skip: !process.env.CLIPMAPPER_SLOW && 'real-size model: set CLIPMAPPER_SLOW=1 (npm run test:slow)' }, async () => {
+  const { VIT_B_32, clipStateSpec } = await import('./model.ts');
+  let s = 12345;
+  const rand = () => { s = (s * 1103515245 + 12345) >>> 0; return s / 2 ** 32 - 0.5; };
+  // init scales as CLIP.initialize_parameters (roughly): keeps activations O(1) through 12 blocks
+  const weights = new Map(clipStateSpec(VIT_B_32).map(([k, shape]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const fanIn = shape.length > 1 ? shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+    const std = k.includes('.ln_') || k.includes('ln_final') || k.endsWith('bias') ? 0.02 : 1 / Math.sqrt(fanIn) / 3;
+    const data = Float32Array.from({ length: n }, () => rand() * std * Math.sqrt(12));
+    if (/(ln_\d|ln_pre|ln_post|ln_final)\.weight$/.test(k)) data.fill(1);
+    return [k, { shape, data }];
+  }));
+  weights.get('logit_scale')!.data[0] = Math.log(100);
+  const m = new ClipModel(VIT_B_32, weights);
+  const img = await m.encodeImage(Float32Array.from({ length: 3 * 224 * 224 }, rand));
+  assert.deepEqual(img.shape, [1, 512]);
+  assert.ok((img.data as Float32Array).every(Number.isFinite));
+  const txt = await m.encodeTexts('afro hairstyle');
+  assert.deepEqual(txt.shape, [1, 512]);
+  assert.ok((txt.data as Float32Array).every(Number.isFinite));
+
+  const pair = m.imageVjp(1, { preprocess: 'clip-loss', size: 1024 });
+  const x = Float32Array.from({ length: 3 * 1024 * 1024 }, () => rand() * 1.5);
+  const c = Float32Array.from({ length: 512 }, rand);
+  const [gx] = await pair.vjp([x], [c]);
+  const v = Float32Array.from({ length: x.length }, rand);
+  const h = 5e-2; // float32 round-off of the two forwards ~ 1e-4 / h relative; truncation ~ h^2
+  const at = async (sgn: number) => (await pair.forward([x.map((xi, i) => xi + sgn * h * v[i])]))[0].data as Float32Array;
+  const [fp, fm] = [await at(1), await at(-1)];
+  let fd = 0; for (let i = 0; i < 512; i++) fd += (fp[i] - fm[i]) * c[i] / (2 * h);
+  let an = 0; const g = gx!.data as Float32Array; for (let i = 0; i < g.length; i++) an += g[i] * v[i];
+  assert.ok(Math.abs(fd - an) <= 1e-2 * Math.abs(an) + 1e-4, `directional derivative: analytic ${an}, finite difference ${fd}`);
+});

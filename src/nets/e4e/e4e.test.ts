@@ -2,10 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { f32 } from '../../io/tensor.ts';
 import { isPyDict, type PyDict } from '../../io/pickle.ts';
-import { readCheckpoint, validateStateDict } from '../common.ts';
+import * as G from '../../graph/index.ts';
+import { evaluate } from '../../runtime/session.ts';
+import { hostF32, readCheckpoint, readFixture, validateStateDict } from '../common.ts';
 import { fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
 import { formatLine } from '../../verify/compare.ts';
-import { E4E_FFHQ, e4eEncoderSpec, e4eFromCheckpoint, e4eInputSize, e4eStateSpec, inferE4eConfig, loadE4e } from './e4e.ts';
+import { E4E_FFHQ, e4eEncode, e4eEncoderSpec, e4eFromCheckpoint, e4eInputSize, e4eStateSpec, inferE4eConfig, loadE4e } from './e4e.ts';
 import { detect, verify } from './verify.ts';
 
 const DIR = fixturePath('e4e');
@@ -77,4 +79,21 @@ test('e4e: validation names missing, unexpected and mis-shaped encoder keys; dec
   root = tinyRoot();
   root.latent_avg = f32([7, 16]);
   assert.throws(() => e4eFromCheckpoint(root), /latent_avg has shape \[7, 16\], expected \[8, 16\]/);
+});
+
+test('e4e: GradualStyleEncoder rows are the e4e deltas; progressive stage 0 repeats w0', async () => {
+  const net = loadE4e(CKPT);
+  const gse = { ...net, config: { ...net.config, encoderType: 'GradualStyleEncoder' as const } };
+  const x = readFixture(DIR, 'io.safetensors').tensors.get('input')!;
+  const g = new G.Graph();
+  const xi = g.input('x', x.shape);
+  const r = await evaluate({ e: e4eEncode(net, xi), p: e4eEncode(gse, xi), s0: e4eEncode(net, xi, { progressiveStage: 0 }) }, { x: hostF32(x) });
+  const e = r.e.data as Float32Array; const p = r.p.data as Float32Array; const s0 = r.s0.data as Float32Array;
+  const [N, S, D] = r.e.shape;
+  for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) for (let d = 0; d < D; d++) {
+    const i = (n * S + s) * D + d; const w0 = (n * S) * D + d;
+    const want = s === 0 ? p[w0] : p[w0] + p[i];
+    assert.ok(Math.abs(e[i] - want) < 1e-6, `row ${s}`);
+    assert.equal(s0[i], e[w0]);
+  }
 });

@@ -1,0 +1,94 @@
+// Shared benchmark helpers: timing (median of several runs after warm-up) and the reference conv
+// that bench:ops and bench:synthesis measure against — a [1,512,64,64] input through a 3x3,
+// 512 -> 512 conv with padding 1, the bulk of a StyleGAN2 synthesis layer at 64 px.
+import os from 'node:os';
+import * as G from '../src/graph/index.ts';
+import { compile, type CompileOptions } from '../src/runtime/session.ts';
+
+export interface ConvSpec { N: number; C: number; H: number; W: number; O: number; k: number; padding: number }
+export const CONV_BENCH: ConvSpec = { N: 1, C: 512, H: 64, W: 64, O: 512, k: 3, padding: 1 };
+
+/** Output size of the (stride 1) conv. */
+export function convOut(s: ConvSpec): [number, number] {
+  return [s.H + 2 * s.padding - s.k + 1, s.W + 2 * s.padding - s.k + 1];
+}
+/**
+ * Multiply-adds x 2 of one conv. The input-gradient and the weight-gradient are the same number
+ * of multiply-adds (each is the same triple sum over n, o, c, output pixel and tap).
+ */
+export function convFlops(s: ConvSpec = CONV_BENCH): number {
+  const [Ho, Wo] = convOut(s);
+  return 2 * s.N * s.O * Ho * Wo * s.C * s.k * s.k;
+}
+
+export interface TimingOptions { warmup?: number; runs?: number }
+export interface Timing { median: number; min: number; times: number[] }
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Seconds per call of `fn`: `warmup` untimed calls, then the median (and min) of `runs` timed ones. */
+export async function timeRuns(fn: () => Promise<unknown>, opts: TimingOptions = {}): Promise<Timing> {
+  const warmup = opts.warmup ?? 2;
+  const runs = opts.runs ?? 7;
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push((performance.now() - t0) / 1000);
+  }
+  return { median: median(times), min: Math.min(...times), times };
+}
+
+/** Deterministic N(0, 1) * scale values (xorshift32 + Box-Muller): benchmark inputs, not statistics. */
+export function randomNormal(n: number, seed = 1, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = scale * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return a;
+}
+
+/** The benchmark conv as a graph: inputs x, w (and gy, the output cotangent), outputs y, gx, gw. */
+export function convBenchGraph(s: ConvSpec = CONV_BENCH) {
+  const g = new G.Graph('bench-conv');
+  const x = g.input('x', [s.N, s.C, s.H, s.W]);
+  const w = g.input('w', [s.O, s.C, s.k, s.k]);
+  const y = G.conv2d(x, w, null, { padding: s.padding });
+  const gy = g.input('gy', y.shape);
+  const [gx, gw] = G.vjp([y], [gy], [x, w]);
+  return { g, x, w, gy, y, gx, gw };
+}
+
+/** Random feeds for convBenchGraph (weights at a He-like scale so values stay O(1)). */
+export function convBenchFeeds(s: ConvSpec = CONV_BENCH): Record<string, Float32Array> {
+  const [Ho, Wo] = convOut(s);
+  return {
+    x: randomNormal(s.N * s.C * s.H * s.W, 1),
+    w: randomNormal(s.O * s.C * s.k * s.k, 2, Math.sqrt(2 / (s.C * s.k * s.k))),
+    gy: randomNormal(s.N * s.O * Ho * Wo, 3),
+  };
+}
+
+/**
+ * Our forward GFLOP/s on the benchmark conv, through the graph and the project's runtime
+ * (src/runtime/session.ts with its default settings unless `opts` overrides them): the practical
+ * peak of the engine on this machine, to which whole-network throughput can be compared.
+ */
+export async function convPeakGflops(opts: TimingOptions & CompileOptions = {}): Promise<number> {
+  const { y } = convBenchGraph();
+  const c = await compile({ y }, opts);
+  const { x, w } = convBenchFeeds();
+  const t = await timeRuns(() => c.run({ x, w }), opts);
+  return convFlops() / t.median / 1e9;
+}
+
+/** One line describing the machine the numbers come from. */
+export function machineLine(): string {
+  const cpus = os.cpus();
+  return `${os.availableParallelism()} CPUs (${cpus[0]?.model.trim() ?? 'unknown'}), Node ${process.version}`;
+}
