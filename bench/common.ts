@@ -44,6 +44,27 @@ export async function timeRuns(fn: () => Promise<unknown>, opts: TimingOptions =
   return { median: median(times), min: Math.min(...times), times };
 }
 
+/**
+ * Like timeRuns for several functions at once, taking turns (a, b, c, a, b, c, ...), so that a
+ * machine whose load changes during the benchmark (shared CI runners, other jobs) slows every
+ * contender alike instead of whichever happened to run at the time.
+ */
+export async function timeInterleaved(fns: Record<string, () => Promise<unknown>>, opts: TimingOptions = {}): Promise<Record<string, Timing>> {
+  const warmup = opts.warmup ?? 2;
+  const runs = opts.runs ?? 7;
+  const names = Object.keys(fns);
+  for (let i = 0; i < warmup; i++) for (const n of names) await fns[n]();
+  const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const n of names) {
+      const t0 = performance.now();
+      await fns[n]();
+      times[n].push((performance.now() - t0) / 1000);
+    }
+  }
+  return Object.fromEntries(names.map((n) => [n, { median: median(times[n]), min: Math.min(...times[n]), times: times[n] }]));
+}
+
 /** Deterministic N(0, 1) * scale values (xorshift32 + Box-Muller): benchmark inputs, not statistics. */
 export function randomNormal(n: number, seed = 1, scale = 1): Float32Array {
   let s = seed >>> 0 || 1;

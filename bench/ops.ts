@@ -13,15 +13,16 @@
 // execution mode) on the forward and fwd+bwd graphs, and the two gradient formulations we did not
 // keep (ConvTranspose for the input-gradient, a batch/channel-swapped Conv for the weight-gradient)
 // so the choice in conv.ts can be re-checked on other machines.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
 import * as G from '../src/graph/index.ts';
 import { convWeightGradByConv } from '../src/graph/ops/conv.ts';
 import {
-  CONV_BENCH, convBenchFeeds, convBenchGraph, convFlops, convPeakGflops, machineLine, timeRuns, type Timing,
+  CONV_BENCH, convBenchFeeds, convBenchGraph, convFlops, convPeakGflops, machineLine, timeInterleaved, type Timing,
   type TimingOptions,
 } from './common.ts';
 
@@ -34,7 +35,8 @@ function arg(name: string, dflt: number): number {
 }
 const timing: TimingOptions = { runs: arg('runs', 7), warmup: arg('warmup', 2) };
 // ORT's default intra-op pool has one thread per physical core; PyTorch gets the same count.
-const threads = arg('threads', 0) || os.availableParallelism();
+const threadsArg = arg('threads', 0);
+const threads = threadsArg || os.availableParallelism();
 
 const F = convFlops();
 const gflops = (flops: number, t: Timing) => flops / t.median / 1e9;
@@ -49,80 +51,110 @@ async function session(outs: Record<string, G.Tensor>, so: ort.InferenceSession.
   const feeds = Object.fromEntries(s.inputNames.map((n) => [n, new ort.Tensor('float32', feedData[n], shapes[n] as number[])]));
   return { run: () => s.run(feeds), release: () => s.release() };
 }
-async function measure(outs: Record<string, G.Tensor>, so: ort.InferenceSession.SessionOptions): Promise<Timing> {
-  const s = await session(outs, so);
-  try { return await timeRuns(s.run, timing); } finally { await s.release(); }
-}
+const PEER_PASSES = ['fwd', 'grad_input', 'grad_weight', 'fwd_bwd'] as const;
 
 const { N, C, H, W, O, k, padding } = CONV_BENCH;
 console.log(`conv [${N},${C},${H},${W}] * [${O},${C},${k},${k}], padding ${padding}: ${(F / 1e9).toFixed(2)} GFLOP per conv pass`);
 console.log(`machine: ${machineLine()}; onnxruntime-node ${ort.env.versions?.node ?? ''}; median of ${timing.runs} runs after ${timing.warmup} warm-up`);
 
-// ---------- ORT session options ----------
-const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+// ---------- ORT session options (all variants built first, then timed in turns) ----------
+const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...(threadsArg ? { intraOpNumThreads: threadsArg } : {}) };
 const variants: [string, ort.InferenceSession.SessionOptions][] = [
   ['graphOptimizationLevel all (project default)', base],
-  ['graphOptimizationLevel disabled', { graphOptimizationLevel: 'disabled' }],
-  ['graphOptimizationLevel basic', { graphOptimizationLevel: 'basic' }],
-  ['graphOptimizationLevel extended', { graphOptimizationLevel: 'extended' }],
+  ['graphOptimizationLevel disabled', { ...base, graphOptimizationLevel: 'disabled' }],
+  ['graphOptimizationLevel basic', { ...base, graphOptimizationLevel: 'basic' }],
+  ['graphOptimizationLevel extended', { ...base, graphOptimizationLevel: 'extended' }],
   ['intraOpNumThreads 1', { ...base, intraOpNumThreads: 1 }],
   ['intraOpNumThreads 2', { ...base, intraOpNumThreads: 2 }],
   ['enableCpuMemArena false', { ...base, enableCpuMemArena: false }],
   ['enableMemPattern false', { ...base, enableMemPattern: false }],
   ['executionMode parallel (interOpNumThreads 2)', { ...base, executionMode: 'parallel', interOpNumThreads: 2 }],
 ];
-console.log('\nORT session options             forward                      fwd+bwd (one session)');
-for (const [name, so] of variants) {
-  const tf = await measure({ y }, so);
-  const tb = await measure({ y, gx, gw }, so);
-  console.log(`  ${name.padEnd(46)} ${fmt(F, tf)}   ${fmt(3 * F, tb)}`);
+{
+  const sessions: Record<string, Awaited<ReturnType<typeof session>>> = {};
+  for (const [name, so] of variants) {
+    sessions[`f ${name}`] = await session({ y }, so);
+    sessions[`b ${name}`] = await session({ y, gx, gw }, so);
+  }
+  const t = await timeInterleaved(Object.fromEntries(Object.entries(sessions).map(([n, s]) => [n, s.run])), timing);
+  console.log('\nORT session options                              forward                        fwd+bwd (one session)');
+  for (const [name] of variants) console.log(`  ${name.padEnd(46)} ${fmt(F, t[`f ${name}`])}   ${fmt(3 * F, t[`b ${name}`])}`);
+  for (const s of Object.values(sessions)) await s.release();
 }
 
-// ---------- ours: each pass, and the formulations not kept ----------
-const tFwd = await measure({ y }, base);
-const tGx = await measure({ gx }, base);
-const tGw = await measure({ gw }, base);
-const tAll = await measure({ y, gx, gw }, base);
+// ---------- ours (project-default options) vs PyTorch, in turns ----------
 const gxConvT = G.convTranspose2d(gy, w, null, { padding });
 const gwByConv = convWeightGradByConv(x, gy, w.shape, { strides: [1, 1], pads: [padding, padding, padding, padding], dilations: [1, 1], group: 1 });
-const tGxConvT = await measure({ gxConvT }, base);
-const tGwByConv = await measure({ gwByConv }, base);
-const tBwd = tGx.median + tGw.median;
-const peak = await convPeakGflops(timing);
+const ours = {
+  fwd: await session({ y }, base),
+  gx: await session({ gx }, base),
+  gw: await session({ gw }, base),
+  all: await session({ y, gx, gw }, base),
+  gxConvT: await session({ gxConvT }, base),
+  gwByConv: await session({ gwByConv }, base),
+};
+const contenders: Record<string, () => Promise<unknown>> = Object.fromEntries(Object.entries(ours).map(([n, s]) => [n, s.run]));
 
-console.log(`\nours (graph + ORT, ${threads === os.availableParallelism() ? 'default threads' : `${threads} threads`})`);
-console.log(`  forward                                        ${fmt(F, tFwd)}`);
-console.log(`  input-gradient  (stride-1 Conv, flipped weight) ${fmt(F, tGx)}   [ConvTranspose: ${fmt(F, tGxConvT)}]`);
-console.log(`  weight-gradient (one MatMul per kernel tap)     ${fmt(F, tGw)}   [swapped Conv: ${fmt(F, tGwByConv)}]`);
-console.log(`  backward (input- + weight-gradient sessions)    ${(2 * F / tBwd / 1e9).toFixed(1).padStart(6)} GFLOP/s (${(tBwd * 1e3).toFixed(1)} ms)`);
-console.log(`  forward+backward (one session)                 ${fmt(3 * F, tAll)}`);
+const python = '/usr/bin/python3';
+const probe = existsSync(python) ? spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }) : null;
+const peer = probe?.status === 0 ? await startPeer() : null;
+if (peer) for (const pass of PEER_PASSES) contenders[`torch ${pass}`] = () => peer.run(pass);
+const t = await timeInterleaved(contenders, timing);
+for (const s of Object.values(ours)) await s.release();
+peer?.close();
+const peak = await convPeakGflops({ ...timing, ...(threadsArg ? { threads: threadsArg } : {}) });
+
+const tBwd = t.gx.median + t.gw.median;
+console.log(`\nours (graph + ORT, graphOptimizationLevel all, ${threadsArg ? `${threadsArg} intra-op threads` : 'default intra-op threads'})`);
+console.log(`  forward                                        ${fmt(F, t.fwd)}`);
+console.log(`  input-gradient  (stride-1 Conv, flipped weight) ${fmt(F, t.gx)}   [as ConvTranspose: ${fmt(F, t.gxConvT)}]`);
+console.log(`  weight-gradient (one MatMul per kernel tap)     ${fmt(F, t.gw)}   [as swapped Conv: ${fmt(F, t.gwByConv)}]`);
+console.log(`  backward (input- + weight-gradient)            ${(2 * F / tBwd / 1e9).toFixed(1).padStart(6)} GFLOP/s (${(tBwd * 1e3).toFixed(1)} ms)`);
+console.log(`  forward+backward (one session)                 ${fmt(3 * F, t.all)}`);
 console.log(`  convPeakGflops() (bench/common.ts, via src/runtime): ${peak.toFixed(1)} GFLOP/s`);
 
-// ---------- PyTorch ----------
-const python = '/usr/bin/python3';
-const peer = join(import.meta.dirname, 'ops_peer.py');
-const probe = existsSync(python) ? spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }) : null;
-if (!probe || probe.status !== 0) {
-  console.log(`\nPyTorch not available (${probe ? 'import torch failed under /usr/bin/python3' : '/usr/bin/python3 not found'}): install Debian's python3-torch for the side-by-side numbers; skipping.`);
+if (!peer) {
+  console.log(`\nPyTorch not available (${probe ? 'import torch failed under /usr/bin/python3' : '/usr/bin/python3 not found'}): install Debian's python3-torch (apt-get install python3-torch) for the side-by-side numbers; skipping.`);
 } else {
-  const r = spawnSync(python, [peer, '--threads', String(threads), '--runs', String(timing.runs), '--warmup', String(timing.warmup),
-    '--shape', [N, C, H, W, O, k, padding].join(',')], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  if (r.status !== 0) throw new Error(`bench/ops_peer.py failed (exit ${r.status}):\n${r.stderr}`);
-  const p = JSON.parse(r.stdout) as Record<'fwd' | 'grad_input' | 'grad_weight' | 'fwd_bwd', Timing> & { torch: string; threads: number; mkldnn: boolean };
-  const pBwd = p.grad_input.median + p.grad_weight.median;
-  console.log(`\nPyTorch ${p.torch} CPU (${p.threads} threads, mkldnn ${p.mkldnn ? 'on' : 'off'})`);
-  console.log(`  forward                                        ${fmt(F, p.fwd)}`);
-  console.log(`  input-gradient  (aten.convolution_backward)     ${fmt(F, p.grad_input)}`);
-  console.log(`  weight-gradient (aten.convolution_backward)     ${fmt(F, p.grad_weight)}`);
-  console.log(`  backward (input- + weight-gradient)             ${(2 * F / pBwd / 1e9).toFixed(1).padStart(6)} GFLOP/s (${(pBwd * 1e3).toFixed(1)} ms)`);
-  console.log(`  forward+backward (conv2d + .backward)           ${fmt(3 * F, p.fwd_bwd)}`);
-  console.log('\n                 ours       pytorch   ours/pytorch (GFLOP/s)');
-  const row = (name: string, flops: number, a: Timing, b: Timing) =>
-    console.log(`  ${name.padEnd(14)} ${gflops(flops, a).toFixed(1).padStart(7)}   ${gflops(flops, b).toFixed(1).padStart(7)}   ${(gflops(flops, a) / gflops(flops, b)).toFixed(2)}`);
-  row('forward', F, tFwd, p.fwd);
-  row('input-grad', F, tGx, p.grad_input);
-  row('weight-grad', F, tGw, p.grad_weight);
-  row('fwd+bwd', 3 * F, tAll, p.fwd_bwd);
+  const p = (pass: string) => t[`torch ${pass}`];
+  const pBwd = p('grad_input').median + p('grad_weight').median;
+  console.log(`\nPyTorch ${peer.info.torch} CPU (${peer.info.threads} threads, mkldnn ${peer.info.mkldnn ? 'on' : 'off'})`);
+  console.log(`  forward                                        ${fmt(F, p('fwd'))}`);
+  console.log(`  input-gradient  (aten.convolution_backward)     ${fmt(F, p('grad_input'))}`);
+  console.log(`  weight-gradient (aten.convolution_backward)     ${fmt(F, p('grad_weight'))}`);
+  console.log(`  backward (input- + weight-gradient)            ${(2 * F / pBwd / 1e9).toFixed(1).padStart(6)} GFLOP/s (${(pBwd * 1e3).toFixed(1)} ms)`);
+  console.log(`  forward+backward (conv2d + .backward)          ${fmt(3 * F, p('fwd_bwd'))}`);
+  console.log('\n  GFLOP/s          ours   pytorch   ours/pytorch');
+  const row = (name: string, a: number, b: number) => console.log(`  ${name.padEnd(14)} ${a.toFixed(1).padStart(6)}   ${b.toFixed(1).padStart(7)}   ${(a / b).toFixed(2)}`);
+  row('forward', gflops(F, t.fwd), gflops(F, p('fwd')));
+  row('input-grad', gflops(F, t.gx), gflops(F, p('grad_input')));
+  row('weight-grad', gflops(F, t.gw), gflops(F, p('grad_weight')));
+  row('backward', 2 * F / tBwd / 1e9, 2 * F / pBwd / 1e9);
+  row('fwd+bwd', gflops(3 * F, t.all), gflops(3 * F, p('fwd_bwd')));
   console.log('ratio of throughputs: ours fwd+bwd GFLOP/s / PyTorch fwd+bwd GFLOP/s (>1 = we are faster)');
-  console.log(`conv ratio (ours/pytorch): ${(gflops(3 * F, tAll) / gflops(3 * F, p.fwd_bwd)).toFixed(2)}`);
+  console.log(`conv ratio (ours/pytorch): ${(gflops(3 * F, t.all) / gflops(3 * F, p('fwd_bwd'))).toFixed(2)}`);
+}
+
+// ---------- the PyTorch peer process (bench/ops_peer.py --serve) ----------
+async function startPeer() {
+  const child = spawn(python, [join(import.meta.dirname, 'ops_peer.py'), '--serve', '--threads', String(threads),
+    '--shape', [N, C, H, W, O, k, padding].join(',')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const next = async (): Promise<string> => {
+    const r = await lines.next();
+    if (r.done) throw new Error('bench/ops_peer.py exited early (see its stderr above)');
+    return r.value;
+  };
+  const ready = await next();
+  if (!ready.startsWith('ready ')) throw new Error(`bench/ops_peer.py: unexpected first line '${ready}'`);
+  const info = JSON.parse(ready.slice(6)) as { torch: string; threads: number; mkldnn: boolean };
+  return {
+    info,
+    async run(pass: string): Promise<void> {
+      child.stdin!.write(`${pass}\n`);
+      const reply = await next();
+      if (!Number.isFinite(Number(reply))) throw new Error(`bench/ops_peer.py: ${reply}`);
+    },
+    close() { child.stdin!.end(); },
+  };
 }

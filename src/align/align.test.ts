@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import {
   alignFace, alignFfhq, cropToPhoto, detectFace, detectFaces, featherMask, loadRgb, NoFaceError,
-  pasteBack, photoToCrop, planFfhqAlignment, type FloatImage, type Point,
+  pasteBack, photoToCrop, planFfhqAlignment, resizeLanczos, type FloatImage, type Point,
 } from './index.ts';
 import type { RgbImage } from './pixels.ts';
 
@@ -128,6 +128,27 @@ test('detectFaces: one face on astronaut.png with 68 landmarks; the cat gets NoF
   });
   await assert.rejects(alignFace(`${IMAGES}/chelsea.png`), NoFaceError);
   await assert.rejects(detectFace(ASTRONAUT, { face: 1 }), /face 1 requested but 1 face was found/);
+});
+
+test('several faces: sorted largest first; face: N picks one', async () => {
+  // the astronaut at full size and at half size side by side on a grey canvas
+  const a = await loadRgb(ASTRONAUT);
+  const small = resizeLanczos(a, 256, 256);
+  const W = 768, H = 512, data = new Uint8Array(W * H * 3).fill(128);
+  for (let y = 0; y < 512; y++) data.set(a.data.subarray(y * 512 * 3, (y + 1) * 512 * 3), y * W * 3);
+  for (let y = 0; y < 256; y++) data.set(small.data.subarray(y * 256 * 3, (y + 1) * 256 * 3), ((y + 128) * W + 512) * 3);
+  const img: RgbImage = { data, width: W, height: H };
+  const faces = await detectFaces(img);
+  assert.equal(faces.length, 2);
+  assert.ok(faces[0].box.x < 512 && faces[1].box.x > 512, 'largest (the full-size face) first');
+  assert.ok(faces[0].box.width * faces[0].box.height > faces[1].box.width * faces[1].box.height);
+  const r = await alignFace(img, { face: 1, outputSize: 256, transformSize: 256 });
+  assert.deepEqual(r.face.box, faces[1].box);
+  assert.ok(r.alignment.origin[0] > 512, 'the crop is taken around the small face');
+  // half-size face: the quad is about half the full-size one
+  const full = await alignFace(img, { outputSize: 256, transformSize: 256 });
+  const ratio = r.alignment.quad.qsize / full.alignment.quad.qsize;
+  assert.ok(Math.abs(ratio - 0.5) < 0.05, `qsize ratio ${ratio}`);
 });
 
 test('astronaut.png aligned at 1024: framed as FFHQ (eyes level, centred) and the inverse map lands on the photo landmarks', async (t) => {

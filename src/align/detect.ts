@@ -3,21 +3,22 @@
 // Package: @vladmandic/face-api 1.7.x, MIT licence (models included: the face-api.js weights,
 // MIT). It ships its models inside the npm package (model/: ssd_mobilenetv1 5.4 MB,
 // tiny_face_detector 0.19 MB and face_landmark_68 0.35 MB used here; 13 MB of models, 24 MB
-// unpacked in all) and has no
-// dependencies of its own; its Node wasm build needs @tensorflow/tfjs 4.22 and
+// unpacked in all) and has no dependencies of its own; its Node wasm build needs @tensorflow/tfjs 4.22 and
 // @tensorflow/tfjs-backend-wasm 4.22 (pure JS + a bundled .wasm, nothing downloaded at install
 // or run time; ~290 MB unpacked under node_modules/@tensorflow, most of it tfjs's prebuilt
 // bundles). tfjs-node is not used (its install downloads libtensorflow).
 //
 // Isolation: nothing here imports tfjs or face-api at module load. The first detectFaces() call
 // imports them (dynamic import), initialises the wasm backend (the cpu backend as a fallback,
-// ~20x slower) and loads the two networks from the package's model/ folder on disk, once per
+// ~20x slower) and loads the three networks from the package's model/ folder on disk, once per
 // process. Importing clipmapper (or src/align) therefore never loads tfjs.
 //
 // Coordinates: face-api reports positions in pixel-edge coordinates (a box from x to x + width
 // covers pixels x .. x+width-1, a point's x is in [0, width]); landmarks are returned here in
 // pixel-centre coordinates (subtract 0.5: pixel i's centre is i), as dlib and the FFHQ
-// alignment use. Boxes stay in pixel-edge coordinates.
+// alignment use. Boxes stay in pixel-edge coordinates. (Which convention the landmark net was
+// trained in cannot be measured: re-detecting on a 2x / 1.5x / 0.75x rescaled photo moves the
+// mean landmark by 0.2-0.5 px either way, the size of the half-pixel in question.)
 //
 // Detector: SSD MobileNet v1 (face-api's most accurate boxes; ~0.3 s per 512x512 photo on the
 // wasm backend, 2 cores) + the 68-point landmark net (the full one, not the tiny one). SSD alone
