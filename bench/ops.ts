@@ -76,9 +76,15 @@ const variants: [string, ort.InferenceSession.SessionOptions][] = [
     sessions[`f ${name}`] = await session({ y }, so);
     sessions[`b ${name}`] = await session({ y, gx, gw }, so);
   }
+  // frozen networks have constant weights, which lets ORT's optimiser move the conv to its
+  // blocked NCHWc layout (not possible for a weight fed at run time, as StyleGAN2's modulated one)
+  const gc = new G.Graph('bench-conv-const');
+  const yConst = G.conv2d(gc.input('x', x.shape), gc.constant(feedData.w, w.shape), null, { padding });
+  sessions.constWeight = await session({ y: yConst }, base);
   const t = await timeInterleaved(Object.fromEntries(Object.entries(sessions).map(([n, s]) => [n, s.run])), timing);
   console.log('\nORT session options                              forward                        fwd+bwd (one session)');
   for (const [name] of variants) console.log(`  ${name.padEnd(46)} ${fmt(F, t[`f ${name}`])}   ${fmt(3 * F, t[`b ${name}`])}`);
+  console.log(`  ${'forward with a constant weight (frozen nets)'.padEnd(46)} ${fmt(F, t.constWeight)}`);
   for (const s of Object.values(sessions)) await s.release();
 }
 

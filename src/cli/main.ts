@@ -5,6 +5,8 @@ import { IoError } from '../io/errors.ts';
 import { inspectCommand } from './inspect.ts';
 import { verifyCommand } from './verify.ts';
 import { weightsCommand } from './weights.ts';
+import { editCommand, exportCommand } from './edit.ts';
+import { serveCommand } from './serve.ts';
 
 const program = new Command('clipmapper')
   .description('text- and reference-driven face editing in StyleGAN2 latent space (StyleCLIP mapper, HairCLIP, FFCLIP)');
@@ -12,6 +14,9 @@ const program = new Command('clipmapper')
 inspectCommand(program);
 verifyCommand(program);
 weightsCommand(program);
+editCommand(program);
+exportCommand(program);
+serveCommand(program);
 
 try {
   await program.parseAsync(process.argv);

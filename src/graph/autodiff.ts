@@ -4,16 +4,31 @@
 // only the nodes that lie on a path from `wrt` to `outputs`, calls each op's VJP rule (defined
 // beside the op's forward in src/graph/ops) and sums cotangents that meet at a tensor.
 //
-// Scaling to a training step through StyleGAN2-1024 + CLIP + IR-SE50 + a parser: we do NOT build
-// one graph for the whole step. Each frozen network gets its own pair of sessions, a forward one
-// and a VJP one that takes (input, output cotangent) and recomputes the forward inside itself
-// (src/runtime/vjp.ts). The trainer chains cotangents through them in TypeScript. Why:
-//  - a single fused graph would hold every activation of every network at once, and ONNX
-//    protobufs cap at 2 GB of weights per model;
-//  - per-network sessions are compiled once per input shape and reused by every loss and step,
-//    and each can run on its own execution provider;
-//  - recomputation costs one extra forward of G per step, while ORT frees the VJP session's
-//    activations as soon as they are consumed.
+// A training step is ONE graph per method and configuration (src/train/step.ts): source latents,
+// the mapper's parameters (graph inputs), condition embeddings, loss targets and loss weights go
+// in; x = G(w), w_hat = w + a * M(w, c), x_hat = G(w_hat), every loss term and the total are
+// built inside, and `grad(total, params)` is appended by this walker. The frozen networks' weights
+// are constants shared by every use in the graph (G appears twice, CLIP up to three times, with
+// one initializer each). Parser masks and targets that must not carry gradient go through
+// `detach` (StopGradient); x = G(w) needs nothing, as no path leads from the parameters to it.
+//
+// Why one fused graph rather than per-network forward/VJP sessions chained in TypeScript (what
+// src/runtime/vjp.ts offers, and what this file's header used to prescribe):
+//  - no recomputation: a VJP session re-runs its network's forward, so a chained step ran G's
+//    forward on w_hat twice (once for the losses, once inside its VJP) and CLIP/ArcFace likewise;
+//    fused, each forward runs once and the backward reads the activations it kept;
+//  - no host round trips: per-network sessions move the 1024^2 images and their cotangents
+//    through JavaScript memory several times per step; fused, they stay inside ORT;
+//  - ORT sees the whole step, so it orders, fuses and frees across network boundaries (its
+//    memory planner releases each activation after its last use in the backward);
+//  - the walker only visits nodes on a path from the parameters to the loss, so the frozen
+//    branches (x = G(w), the targets, the masks) stay forward-only.
+// The costs, and why they are acceptable: one session per configuration (a few; HairCLIP's cut
+// flags change the mapper's structure, so up to 4, compiled lazily); peak memory holds the
+// activations of one G backward plus the losses' networks at once — measured by bench/train.ts at
+// 1024 (far under 24 GB); ONNX's 2 GB protobuf cap counts initializers once each, and G (~120
+// MB), ViT-B/32 (~350 MB), IR-SE50 (~175 MB) and the parser (~8 MB) fit. Per-network VJP
+// sessions remain available (src/runtime/vjp.ts) for verification and one-off gradients.
 import type { Node, Tensor } from './graph.ts';
 import { add } from './ops/elementwise.ts';
 

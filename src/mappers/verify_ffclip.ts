@@ -3,13 +3,23 @@
 //
 // The mapper is ill-conditioned in float32 (rounding errors grow by up to ~100x per block, see
 // the fixture README), so every stored tensor is checked twice:
-//  - end to end: the whole mapper from `ffclip.w`, `ffclip.e` through the public API
-//    (FfclipMapper.edit / .vjp) and, for intermediates and per-block gradients, the same block
-//    builder with taps; tolerance `__metadata__.suggested_atol`;
-//  - block-local (teacher forcing): block i alone on the STORED float32 block input, and for
-//    gradients the VJP of block i with the STORED upstream gradient `ffclip.grad.block<i>.out`;
-//    tolerance `__metadata__.suggested_atol_block_local`. This is the tight check of each block.
-// A stored output that no check covers is reported as a FAIL.
+//  - end to end: the whole mapper from `ffclip.w`, `ffclip.e`, with the fixture's end-to-end
+//    tolerance `__metadata__.suggested_atol` (10x the reference's own float32-vs-float64 error).
+//    Two float32 evaluations of this chain that differ only in rounding order can differ by far
+//    more than that (measured: a reordered PyTorch float32 evaluation lands up to ~60x the
+//    reference's float32 error away from it on the gradients, because the next block's PixelNorm
+//    re-expands channels the LeakyReLU crushed). So the end-to-end reference comparison runs our
+//    graph in float64 (`[e2e f64]`: the same builders, weights and inputs upcast), which is the
+//    function being checked, free of our own float32 noise. The float32 public API
+//    (FfclipMapper.edit / .vjp, `[e2e f32 api]`) is then checked against the same reference
+//    with that tolerance plus its own measured float32 error (|f32 api - f64 graph|).
+//  - block-local (teacher forcing), in float32 as the port runs: block i alone on the STORED
+//    float32 block input, and for gradients the VJP of block i with the STORED upstream gradient
+//    `ffclip.grad.block<i>.out`; tolerance `__metadata__.suggested_atol_block_local`. This is
+//    the tight check of each block's float32 numerics.
+// The scalar loss sum((w + Δw) * R) is summed here from our w_hat, so its line checks the loss
+// definition: its tolerance is what the w_hat tolerance allows (sum |R| * atol(w_hat)), plus the
+// reference's own summation rounding. A stored output that no check covers is reported as a FAIL.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as G from '../graph/index.ts';
@@ -20,7 +30,7 @@ import { toFloat32Array, type TensorData } from '../io/tensor.ts';
 import { compare, type CompareLine } from '../verify/compare.ts';
 import { readCheckpoint } from './checkpoint.ts';
 import { FfclipMapper, FFCLIP_PREFIX, semanticModulationBlock, type Taps } from './ffclip.ts';
-import type { ParamSet } from './params.ts';
+import type { ParamRefs, ParamSet } from './params.ts';
 
 const INPUTS = new Set(['ffclip.w', 'ffclip.e', 'ffclip.e_fwd', 'ffclip.R']);
 
@@ -40,6 +50,11 @@ function findCheckpoint(dir: string): string {
   }
   throw new Error(`${dir}: no FFCLIP checkpoint (att_mapper.<i>.attention_layer.* keys)`);
 }
+
+type Mode = 'e2e' | 'api' | 'local';
+/** Up to 2 significant digits, rounded up (widened tolerances are printed). */
+const roundUp = (v: number) => { if (!(v > 0)) return v; const q = 10 ** (Math.floor(Math.log10(v)) - 1); return Number((Math.ceil(v / q - 1e-9) * q).toPrecision(2)); };
+const LABEL: Record<Mode, string> = { e2e: 'e2e f64', api: 'e2e f32 api', local: 'block-local' };
 
 interface Fixture { tensors: Map<string, TensorData>; e2e: Record<string, number>; local: Record<string, number> }
 
@@ -62,12 +77,45 @@ class Checker {
   }
   shape(key: string): number[] { return [...this.fx.tensors.get(key)!.shape]; }
 
-  check(key: string, got: ArrayLike<number>, mode: 'e2e' | 'local'): void {
+  atol(key: string, mode: Mode): number | undefined { return (mode === 'local' ? this.fx.local : this.fx.e2e)[key]; }
+
+  /** `extra` widens the fixture's atol (a measured own float32 error, see the header). */
+  check(key: string, got: ArrayLike<number>, mode: Mode, extra = 0): void {
     if (!this.has(key)) return;
     this.covered.add(key);
-    const a = (mode === 'e2e' ? this.fx.e2e : this.fx.local)[key];
-    const tol = a !== undefined ? { atol: a, rtol: 0 } : { atol: 1e-4, rtol: 1e-4 };
-    this.lines.push(compare(`${this.file}:${key}${mode === 'local' ? ' [block-local]' : ''}`, got, this.get(key), tol));
+    const a = this.atol(key, mode);
+    const tol = a !== undefined ? { atol: roundUp(a + extra), rtol: 0 } : { atol: roundUp(1e-4 + extra), rtol: 1e-4 };
+    this.lines.push(compare(`${this.file}:${key} [${LABEL[mode]}]`, got, this.get(key), tol));
+  }
+
+  /** The f32 API value `got` against the reference, widened by its distance to our float64 value. */
+  checkApi(key: string, got: ArrayLike<number>, f64: ArrayLike<number>): void {
+    let own = 0;
+    for (let i = 0; i < got.length; i++) own = Math.max(own, Math.abs(got[i] - f64[i]));
+    this.check(key, got, 'api', own);
+  }
+
+  /**
+   * The loss sum(w_hat * R), summed here from our w_hat, so the line checks the loss definition.
+   * atol: its suggested atol plus the reference's own summation rounding (stored loss vs the exact
+   * sum of the stored w_hat * R); for a float32 w_hat (block-local, API), at least what the w_hat
+   * tolerance allows (sum |R| * atol(w_hat)): the float32 errors of w_hat, not the reference's
+   * one sample of them, set how far a float32 loss can move.
+   */
+  checkLoss(key: string, got: number, wHatKey: string, R: Float32Array, mode: Mode, extra = 0): void {
+    if (!this.has(key)) return;
+    const stored = this.get(key)[0];
+    const aw = this.atol(wHatKey, mode);
+    let implied = 0; let exact = 0;
+    const ref = this.has(wHatKey) ? this.get(wHatKey) : null;
+    for (let i = 0; i < R.length; i++) {
+      if (aw !== undefined) implied += Math.abs(R[i]) * aw;
+      if (ref) exact += ref[i] * R[i];
+    }
+    const a = this.atol(key, mode) ?? 1e-4 * Math.max(1, Math.abs(stored));
+    const base = (mode === 'e2e' ? a : Math.max(a, implied)) + (ref ? Math.abs(exact - stored) : 0);
+    this.covered.add(key);
+    this.lines.push(compare(`${this.file}:${key} [${LABEL[mode]}]`, [got], [stored], { atol: roundUp(base + extra), rtol: 0 }));
   }
 
   uncovered(): void {
@@ -79,42 +127,62 @@ class Checker {
 }
 
 /** Compile and run, feeding only the parameters the graph kept (unused ones, like fc, are pruned). */
-async function run(outputs: Record<string, Tensor>, feeds: Record<string, Float32Array>): Promise<Record<string, Float32Array>> {
+async function run(outputs: Record<string, Tensor>, feeds: Record<string, Float32Array | Float64Array>): Promise<Record<string, Float32Array | Float64Array>> {
   const c = await compile(outputs);
   const used = Object.fromEntries(Object.entries(feeds).filter(([k]) => c.inputs.has(k)));
   const r = await c.run(used);
-  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.data as Float32Array]));
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.data as Float32Array | Float64Array]));
 }
 
 function blockParams(params: ParamSet, i: number): string[] {
   return params.names.filter((k) => k.startsWith(`${FFCLIP_PREFIX}${i}.`));
 }
 
+/** The parameters as float64 graph inputs (the float32 values upcast exactly) and their feeds. */
+function declare64(params: ParamSet, g: Graph): { p: ParamRefs; feeds: Record<string, Float64Array> } {
+  const refs = new Map<string, Tensor>();
+  const feeds: Record<string, Float64Array> = {};
+  const values = params.feeds();
+  for (const s of params.specs) {
+    refs.set(s.name, g.input(s.name, s.shape, 'float64'));
+    feeds[s.name] = Float64Array.from(values[s.name]);
+  }
+  return { p: (n) => { const t = refs.get(n); if (!t) throw new Error(`FFCLIP verify: no parameter '${n}'`); return t; }, feeds };
+}
+
+const f64 = (a: Float32Array) => Float64Array.from(a);
+const seed64 = (t: Tensor) => t.graph.constant(Float64Array.of(1), t.shape);
+
 export async function verify(dir: string): Promise<CompareLine[]> {
   const ioFx = readFixture(join(dir, 'io.safetensors'));
   const grFx = readFixture(join(dir, 'grad.safetensors'));
   if (!ioFx && !grFx) throw new Error(`${dir}: neither io.safetensors nor grad.safetensors`);
   const { mapper } = FfclipMapper.load(findCheckpoint(dir));
-  const { blocks, width: D, embedWidth: E } = mapper.config;
+  const { blocks, embedWidth: E } = mapper.config;
   const params = mapper.params;
   const io = ioFx ? new Checker(ioFx, 'io') : null;
   const gr = grFx ? new Checker(grFx, 'grad') : null;
 
-  // ---- forward: end to end (public API + taps), then block by block on the stored inputs
+  // ---- forward: end to end in float64 (every tap) and through the float32 API, then block by
+  // block in float32 on the stored inputs
   if (io?.has('ffclip.w')) {
     const wShape = io.shape('ffclip.w');
+    const B = wShape[0];
     const w = { data: io.get('ffclip.w'), shape: wShape };
     const e = io.get('ffclip.e');
-    const r = await mapper.edit(w, e);
-    io.check('ffclip.delta_w', r.delta.data as Float32Array, 'e2e');
-    io.check('ffclip.w_hat', r.wHat.data as Float32Array, 'e2e');
 
-    const B = wShape[0];
-    const g = new Graph('ffclip_taps');
+    const g = new Graph('ffclip_taps_f64');
     const taps: Taps = {};
-    mapper.delta(g.input('w', wShape), g.input('e', [B, E]), params.declare(g), taps);
-    const t = await run(Object.fromEntries(Object.entries(taps).map(([k, v]) => [`ffclip.${k}`, v])), { w: w.data, e, ...params.feeds() });
+    const { p, feeds } = declare64(params, g);
+    const d = mapper.delta(g.input('w', wShape, 'float64'), g.input('e', [B, E], 'float64'), p, taps);
+    const t = await run({ ...Object.fromEntries(Object.entries(taps).map(([k, v]) => [`ffclip.${k}`, v])), 'ffclip.delta_w': d }, { w: f64(w.data), e: f64(e), ...feeds });
     for (const [k, v] of Object.entries(t)) io.check(k, v, 'e2e');
+    const wHat64d = Float64Array.from(w.data, (x, j) => x + t['ffclip.delta_w'][j]);
+    io.check('ffclip.w_hat', wHat64d, 'e2e');
+
+    const r = await mapper.edit(w, e);
+    io.checkApi('ffclip.delta_w', r.delta.data as Float32Array, t['ffclip.delta_w']);
+    io.checkApi('ffclip.w_hat', r.wHat.data as Float32Array, wHat64d);
 
     for (let i = 0; i < blocks; i++) {
       const inKey = i === 0 ? 'ffclip.w' : `ffclip.block${i - 1}.out`;
@@ -138,49 +206,62 @@ export async function verify(dir: string): Promise<CompareLine[]> {
     const w = { data: gr.get('ffclip.w'), shape: wShape };
     const e = gr.get('ffclip.e');
     const R = gr.get('ffclip.R');
-    const sum = (a: Float32Array) => { let s = 0; for (let j = 0; j < a.length; j++) s += a[j] * R[j]; return s; };
+    const sum = (a: ArrayLike<number>) => { let s = 0; for (let j = 0; j < a.length; j++) s += a[j] * R[j]; return s; };
 
-    // end to end, through the public API
-    const r = await mapper.edit(w, e);
-    gr.check('ffclip.delta_w', r.delta.data as Float32Array, 'e2e');
-    gr.check('ffclip.w_hat', r.wHat.data as Float32Array, 'e2e');
-    gr.check('ffclip.loss', [sum(r.wHat.data as Float32Array)], 'e2e');
-    const v = await mapper.vjp(w, e, R);
-    gr.check('ffclip.grad.w', v.w.map((x, j) => x + R[j]), 'e2e');
-    gr.check('ffclip.grad.e', v.e, 'e2e');
-    for (const [k, x] of v.params) gr.check(`ffclip.grad.${k}`, x, 'e2e');
-
-    // end to end, per block: each block gets its own copy of e (so its e-gradient is "through
-    // block i only"), and the gradient w.r.t. each block's output is read off the same graph.
-    {
-      const g = new Graph('ffclip_block_grads');
-      const wt = g.input('w', wShape);
-      const p = params.declare(g);
-      const es: Tensor[] = [];
-      const outs: Tensor[] = [];
-      let x = wt;
-      for (let i = 0; i < blocks; i++) {
-        es.push(g.input(`e${i}`, [B, E]));
-        x = semanticModulationBlock(x, G.unsqueeze(es[i], 1), p, `${FFCLIP_PREFIX}${i}`);
-        outs.push(x);
-      }
-      const Rt = g.constant(R, wShape);
-      const loss = G.reduceSum(G.mul(G.add(wt, x), Rt));
-      const grads = G.grad(loss, [wt, ...es, ...outs]);
-      const named: Record<string, Tensor> = { 'ffclip.grad.block0.x_in': G.sub(grads[0], Rt) };
-      for (let i = 0; i < blocks; i++) {
-        named[`ffclip.grad.block${i}.e`] = grads[1 + i];
-        named[`ffclip.grad.block${i}.out`] = grads[1 + blocks + i];
-        if (i > 0) named[`ffclip.grad.block${i}.x_in`] = grads[1 + blocks + i - 1];
-      }
-      const feeds: Record<string, Float32Array> = { w: w.data, ...params.feeds() };
-      for (let i = 0; i < blocks; i++) feeds[`e${i}`] = e;
-      const o = await run(named, feeds);
-      for (const [k, val] of Object.entries(o)) gr.check(k, val, 'e2e');
+    // end to end in float64: one graph gives the plain gradients (w, e, every parameter) and the
+    // per-block ones (each block gets its own copy of e, so its e-gradient is "through block i
+    // only"; the gradient w.r.t. each block's output is read off the same graph)
+    const g = new Graph('ffclip_grads_f64');
+    const wt = g.input('w', wShape, 'float64');
+    const { p, feeds } = declare64(params, g);
+    const es: Tensor[] = [];
+    const outs: Tensor[] = [];
+    let x = wt;
+    for (let i = 0; i < blocks; i++) {
+      es.push(g.input(`e${i}`, [B, E], 'float64'));
+      x = semanticModulationBlock(x, G.unsqueeze(es[i], 1), p, `${FFCLIP_PREFIX}${i}`);
+      outs.push(x);
     }
+    const Rt = g.constant(f64(R), wShape);
+    const loss = G.reduceSum(G.mul(G.add(wt, x), Rt));
+    const used = params.specs.filter((s) => s.used !== false).map((s) => s.name);
+    const grads = G.vjp([loss], [seed64(loss)], [wt, ...es, ...outs, ...used.map(p)]);
+    const named: Record<string, Tensor> = { 'ffclip.delta_w': x, 'ffclip.grad.w': grads[0], 'ffclip.grad.block0.x_in': G.sub(grads[0], Rt) };
+    for (let i = 0; i < blocks; i++) {
+      named[`ffclip.grad.block${i}.e`] = grads[1 + i];
+      named[`ffclip.grad.block${i}.out`] = grads[1 + blocks + i];
+      if (i > 0) named[`ffclip.grad.block${i}.x_in`] = grads[1 + blocks + i - 1];
+    }
+    used.forEach((n, j) => { named[`ffclip.grad.${n}`] = grads[1 + 2 * blocks + j]; });
+    const e64 = f64(e);
+    const ef: Record<string, Float64Array> = {};
+    for (let i = 0; i < blocks; i++) ef[`e${i}`] = e64;
+    const o64 = await run(named, { w: f64(w.data), ...ef, ...feeds });
+    const ge = new Float64Array(B * E);
+    for (let i = 0; i < blocks; i++) { const gi = o64[`ffclip.grad.block${i}.e`]; for (let j = 0; j < ge.length; j++) ge[j] += gi[j]; }
+    o64['ffclip.grad.e'] = ge;
+    const wHat64 = Float64Array.from(w.data, (v, j) => v + o64['ffclip.delta_w'][j]);
+    o64['ffclip.w_hat'] = wHat64;
+    for (const [k, v] of Object.entries(o64)) gr.check(k, v, 'e2e');
+    const loss64 = sum(wHat64);
+    gr.checkLoss('ffclip.loss', loss64, 'ffclip.w_hat', R, 'e2e');
+    // parameters that never reach the output (fc): exact zeros
+    const zeros = (n: string) => new Float64Array(params.specs.find((s) => s.name === n)!.shape.reduce((a, b) => a * b, 1));
+    for (const s of params.specs) if (s.used === false) gr.check(`ffclip.grad.${s.name}`, zeros(s.name), 'e2e');
 
-    // block-local: VJP of block i at the stored input (block outputs from io.safetensors) with
-    // the stored upstream gradient
+    // the float32 public API against the same reference, widened by its distance to float64
+    const r = await mapper.edit(w, e);
+    const wHat = r.wHat.data as Float32Array;
+    gr.checkApi('ffclip.delta_w', r.delta.data as Float32Array, o64['ffclip.delta_w']);
+    gr.checkApi('ffclip.w_hat', wHat, wHat64);
+    gr.checkLoss('ffclip.loss', sum(wHat), 'ffclip.w_hat', R, 'api', Math.abs(sum(wHat) - loss64));
+    const v = await mapper.vjp(w, e, R);
+    gr.checkApi('ffclip.grad.w', v.w.map((xv, j) => xv + R[j]), o64['ffclip.grad.w']);
+    gr.checkApi('ffclip.grad.e', v.e, o64['ffclip.grad.e']);
+    for (const [k, xv] of v.params) gr.checkApi(`ffclip.grad.${k}`, xv, o64[`ffclip.grad.${k}`] ?? zeros(k));
+
+    // block-local (float32): VJP of block i at the stored input (block outputs from
+    // io.safetensors) with the stored upstream gradient
     const ioT = io;
     const blockIn = (i: number): Float32Array | null => (i === 0 ? w.data : ioT?.has(`ffclip.block${i - 1}.out`) ? ioT.get(`ffclip.block${i - 1}.out`) : null);
     const gradE = new Float64Array(B * E);
@@ -190,26 +271,26 @@ export async function verify(dir: string): Promise<CompareLine[]> {
       const xin = blockIn(i);
       const upKey = `ffclip.grad.block${i}.out`;
       if (!xin || !gr.has(upKey)) { allBlocks = false; continue; }
-      const g = new Graph(`ffclip_block${i}_vjp`);
-      const xt = g.input('x', wShape);
-      const et = g.input('e', [B, E]);
-      const p = params.declare(g);
-      const y = semanticModulationBlock(xt, G.unsqueeze(et, 1), p, `${FFCLIP_PREFIX}${i}`);
+      const gl = new Graph(`ffclip_block${i}_vjp`);
+      const xt = gl.input('x', wShape);
+      const et = gl.input('e', [B, E]);
+      const pl = params.declare(gl);
+      const y = semanticModulationBlock(xt, G.unsqueeze(et, 1), pl, `${FFCLIP_PREFIX}${i}`);
       const names = blockParams(params, i);
-      const gs = G.vjp([y], [g.constant(gr.get(upKey), wShape)], [xt, et, ...names.map((n) => p(n))]);
-      const named: Record<string, Tensor> = { 'grad:x': gs[0], 'grad:e': gs[1], 'out:y': y };
-      names.forEach((n, j) => { named[`p:${n}`] = gs[2 + j]; });
-      const o = await run(named, { x: xin, e, ...params.feeds() });
+      const gs = G.vjp([y], [gl.constant(gr.get(upKey), wShape)], [xt, et, ...names.map((n) => pl(n))]);
+      const nm: Record<string, Tensor> = { 'grad:x': gs[0], 'grad:e': gs[1], 'out:y': y };
+      names.forEach((n, j) => { nm[`p:${n}`] = gs[2 + j]; });
+      const o = await run(nm, { x: xin, e, ...params.feeds() });
       gr.check(`ffclip.grad.block${i}.x_in`, o['grad:x'], 'local');
       gr.check(`ffclip.grad.block${i}.e`, o['grad:e'], 'local');
       for (const n of names) gr.check(`ffclip.grad.${n}`, o[`p:${n}`], 'local');
       for (let j = 0; j < gradE.length; j++) gradE[j] += o['grad:e'][j];
-      if (i === 0) gradW = o['grad:x'].map((xv, j) => xv + R[j]);
+      if (i === 0) gradW = (o['grad:x'] as Float32Array).map((xv, j) => xv + R[j]);
       if (i === blocks - 1) {
         gr.check('ffclip.delta_w', o['out:y'], 'local');
-        const wHat = w.data.map((xv, j) => xv + o['out:y'][j]);
-        gr.check('ffclip.w_hat', wHat, 'local');
-        gr.check('ffclip.loss', [sum(wHat)], 'local');
+        const wl = w.data.map((xv, j) => xv + o['out:y'][j]);
+        gr.check('ffclip.w_hat', wl, 'local');
+        gr.checkLoss('ffclip.loss', sum(wl), 'ffclip.w_hat', R, 'local');
       }
     }
     if (allBlocks) {

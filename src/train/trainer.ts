@@ -33,6 +33,8 @@ export interface TrainMethod<S = unknown> {
   preview?(samples: S[]): Promise<{ label: string; images: { data: Float32Array; shape: number[] }[] }[]>;
   /** options stored in checkpoints (and compared on resume) */
   readonly opts: Record<string, unknown>;
+  /** learning-rate multiplier for the step about to be taken (0-based) of `total` (a schedule such as FFCLIP's MultiStepLR); default 1 */
+  lrScale?(step: number, total: number): number;
 }
 
 export interface TrainOptions {
@@ -121,6 +123,7 @@ export class Trainer<S> {
       for (const [k, v] of Object.entries(losses)) {
         if (!Number.isFinite(v)) throw new Error(`step ${this.step + 1}: loss '${k}' is ${v}; stopping before the parameters are corrupted (last checkpoint kept)`);
       }
+      if (this.method.lrScale) this.optimizer.lr = this.o.lr * this.method.lrScale(this.step, this.o.steps);
       this.optimizer.step(this.method.params, grads);
       this.step++;
       const entry: LogEntry = { step: this.step, time: (Date.now() - t0) / 1000, desc: this.method.describe(sample), ...losses };

@@ -1,8 +1,11 @@
 // MatMul, Conv, ConvTranspose and pooling, with their VJPs.
 //
-// Conv's input-gradient is a ConvTranspose with the same weight; its weight-gradient is a conv
-// over permuted tensors (batch and channels swapped), with the forward's stride as dilation.
-// ConvTranspose is the adjoint of Conv, so its rules are the same two pieces the other way round.
+// Conv's input-gradient is the adjoint conv: a ConvTranspose with the same weight, or, for
+// stride 1, the equivalent plain Conv with the flipped weight (convInputGrad). Its weight-gradient
+// is a correlation of the input with gy: one MatMul per kernel tap, or a Conv over permuted
+// tensors for few input channels (convWeightGrad). ConvTranspose is the adjoint of Conv, so its
+// rules are the same two pieces the other way round. The choices are speed only (bench/ops.ts);
+// every formulation computes the same sums.
 import { apply, broadcastShapes, defineOp, type Node, type Tensor } from '../graph.ts';
 import { unbroadcast, mul, div } from './elementwise.ts';
 import { concat, gather, mT, pad, reduceSum, reshape, slice, transpose, scatterElementsAdd } from './shape.ts';

@@ -23,7 +23,10 @@ function coveredOps(): Set<string> {
 
 test('every registered op with a VJP rule has a finite-difference check', () => {
   const covered = coveredOps();
-  const withVjp = listOps().filter((op) => op.vjp).map((op) => op.name);
+  // StopGradient's rule is "no cotangent" by design: a finite difference sees the identity it
+  // computes, so it cannot check it; elementwise.test.ts tests it directly instead.
+  const NOT_FD_CHECKABLE = new Set(['StopGradient']);
+  const withVjp = listOps().filter((op) => op.vjp && !NOT_FD_CHECKABLE.has(op.name)).map((op) => op.name);
   assert.ok(withVjp.length > 30, `the op table looks empty (${withVjp.length} ops with VJPs)`);
   const missing = withVjp.filter((n) => !covered.has(n));
   assert.deepEqual(missing, [], `ops with a VJP rule but no fdTest case in ${FD_TEST_FILES.join(', ')}: ${missing.join(', ')}`);

@@ -8,6 +8,13 @@
 // derivatives (and so the stencil's truncation error) blow up.
 import { abs, add, cast, cos, div, erf, exp, floor, identity, leakyRelu, log, maximum, minimum, mul, neg, pow, reciprocal, relu, sigmoid, sign, sin, sqrt, sub, tanh, where } from './elementwise.ts';
 import { awayFrom, fdTest, randn, rng } from '../testing.ts';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Graph } from '../graph.ts';
+import { grad } from '../autodiff.ts';
+import { evaluate } from '../../runtime/session.ts';
+import { detach } from './elementwise.ts';
+import { reduceSum } from './shape.ts';
 
 const KINK_GAP = 0.15;
 
@@ -65,3 +72,17 @@ fdTest(['Floor'], 'floor (away from integers): zero gradient', [[3, 4]], ([x]) =
   { inputs: [awayFrom(normal(12, 15), [-4, -3, -2, -1, 0, 1, 2, 3, 4], KINK_GAP)] });
 fdTest(['Identity'], 'identity', [[3, 4]], ([x]) => identity(mul(x, x)));
 fdTest(['Cast'], 'cast float32 -> float64 -> float32 around a float64 exp', [[3, 4]], ([x]) => cast(exp(cast(x, 'float64')), 'float32'));
+
+// ---------- detach (StopGradient): identity forward, no cotangent ----------
+
+test('detach: the value passes through, the gradient does not', async () => {
+  const g = new Graph('detach');
+  const x = g.input('x', [3]);
+  // L = sum(x * detach(x) + x): dL/dx = detach(x) + 1 (x * x would give 2x + 1)
+  const y = detach(x);
+  const L = reduceSum(add(mul(x, y), x));
+  const [gx] = grad(L, [x]);
+  const r = await evaluate({ y, gx }, { x: Float32Array.from([1, -2, 0.5]) });
+  assert.deepEqual([...(r.y.data as Float32Array)], [1, -2, 0.5]);
+  assert.deepEqual([...(r.gx.data as Float32Array)], [2, -1, 1.5]);
+});

@@ -112,6 +112,16 @@ unary('Floor', (_n, gy) => mul(gy, 0));
 unary('Identity', (_n, gy) => gy);
 unary('Not');
 
+// StopGradient: the value passes through (ONNX Identity), the cotangent does not — PyTorch's
+// `.detach()`. For parser masks, targets computed from frozen paths and anything else a loss
+// must treat as a constant although the graph computes it from differentiated inputs.
+defineOp({
+  name: 'StopGradient',
+  infer: ([x]) => [{ shape: x.shape, dtype: x.dtype }],
+  emit: (ctx, ins, outs) => ctx.push({ opType: 'Identity', inputs: ins, outputs: outs }),
+  vjp: () => [null],
+});
+
 defineOp({
   name: 'LeakyRelu',
   infer: ([x]) => [{ shape: x.shape, dtype: x.dtype }],
@@ -178,6 +188,8 @@ export const floor = un('Floor');
 export const identity = un('Identity');
 export const logicalNot = un('Not');
 
+/** x with no gradient path through it (torch's `.detach()`). */
+export function detach(x: Tensor): Tensor { return apply('StopGradient', [x])[0]; }
 export function leakyRelu(x: Tensor, alpha = 0.01): Tensor { return apply('LeakyRelu', [x], { alpha })[0]; }
 export function cast(x: Tensor, to: DType): Tensor { return x.dtype === to ? x : apply('Cast', [x], { to })[0]; }
 export function where(c: Tensor, a: TensorLike, b: TensorLike): Tensor {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Graph, type Tensor } from '../graph.ts';
 import { vjp } from '../autodiff.ts';
 import { slice } from './shape.ts';
-import { adaptiveAvgPool2d, resize, upsamplePool, upsampleNearest } from './resample.ts';
+import { adaptiveAvgPool2d, resize, resizeMatrix, upsamplePool, upsampleNearest } from './resample.ts';
 import { makeKernel, upfirdn2d } from './upfirdn2d.ts';
 import { fdTest } from '../testing.ts';
 import { evaluate } from '../../runtime/session.ts';
@@ -30,6 +30,7 @@ fdTest(['MatMul'], 'resize bicubic up 5x6 -> 9x13 (edge-clamped taps)', [[1, 2, 
 fdTest(['MatMul'], 'resize bicubic down 11x9 -> 4x3', [[1, 2, 11, 9]], ([x]) => resize(x, [4, 3], 'bicubic'));
 fdTest(['MatMul'], 'adaptiveAvgPool2d 10x7 -> 4x5 (uneven and overlapping windows)', [[2, 2, 10, 7]], ([x]) => adaptiveAvgPool2d(x, [4, 5]));
 fdTest(['MatMul'], 'upsamplePool(7, 2): 8 -> 28 (CLIPLoss-style resize)', [[1, 2, 8, 8]], ([x]) => upsamplePool(x, 7, 2));
+fdTest(['MatMul'], 'resize bicubic align_corners 5x6 -> 9x13', [[1, 2, 5, 6]], ([x]) => resize(x, [9, 13], 'bicubic', { alignCorners: true }));
 fdTest(['MatMul'], 'upsamplePool(7, 4): 8 -> 14', [[1, 3, 8, 8]], ([x]) => upsamplePool(x, 7, 4));
 
 const k4 = makeKernel([1, 3, 3, 1], 4);
@@ -110,4 +111,17 @@ test('resize / adaptive pool gradients match PyTorch autograd (grad_resize fixtu
   }
   for (const l of lines) t.diagnostic(formatLine(l));
   assertAll(lines);
+});
+
+test('align_corners resize matrices match PyTorch 1.13 (5 -> 11, impulse responses)', () => {
+  // F.interpolate(eye(5).view(5, 1, 5, 1), size=(11, 1), mode, align_corners=True), rows = outputs
+  const want: Record<'bilinear' | 'bicubic', number[]> = {
+    bilinear: [1, 0, 0, 0, 0, 0.60000002, 0.40000001, 0, 0, 0, 0.19999999, 0.80000001, 0, 0, 0, 0, 0.79999995, 0.20000002, 0, 0, 0, 0.39999998, 0.60000002, 0, 0, 0, 0, 1, 3e-08, 0, 0, 0, 0.59999996, 0.40000004, 0, 0, 0, 0.19999993, 0.80000007, 0, 0, 0, 0, 0.79999995, 0.20000005, 0, 0, 0, 0.39999998, 0.60000002, 0, 0, 0, 0, 1],
+    bicubic: [1, 0, 0, 0, 0, 0.61199999, 0.45999998, -0.07200003, 0, 0, 0.17600006, 0.92000002, -0.09599996, 0, 0, -0.09599996, 0.91999996, 0.20000011, -0.02399993, 0, -0.07200003, 0.45999998, 0.72000003, -0.10800004, 0, 0, 0, 1, 0, 0, 0, -0.10800028, 0.71999997, 0.46000004, -0.07199979, 0, -0.02400017, 0.19999993, 0.92000008, -0.09599972, 0, 0, -0.09599996, 0.91999996, 0.17600018, 0, 0, -0.07200003, 0.45999998, 0.61199999, 0, 0, 0, 0, 1],
+  };
+  for (const mode of ['bilinear', 'bicubic'] as const) {
+    const A = resizeMatrix(5, 11, mode, undefined, true);
+    A.forEach((v, i) => assert.ok(Math.abs(v - want[mode][i]) < 1e-6, `${mode} [${Math.floor(i / 5)}, ${i % 5}]: ${v} vs ${want[mode][i]}`));
+  }
+  assert.throws(() => resizeMatrix(5, 11, 'nearest', undefined, true), /align_corners/);
 });

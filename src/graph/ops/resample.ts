@@ -9,9 +9,41 @@ const f = Math.fround;
 
 export type ResizeMode = 'nearest' | 'bilinear' | 'bicubic';
 
-/** Row i of the result holds the weights of output i over the input samples. */
-export function resizeMatrix(inSize: number, outSize: number, mode: ResizeMode, scaleFactor?: number): Float32Array {
+/**
+ * Row i of the result holds the weights of output i over the input samples. `alignCorners`
+ * (bilinear / bicubic only, as F.interpolate(align_corners=True)): the corner samples of input and
+ * output coincide, src = dst * (in - 1) / (out - 1), with the scale and the product rounded to
+ * float32 as PyTorch's CPU kernels compute them for float tensors.
+ */
+export function resizeMatrix(inSize: number, outSize: number, mode: ResizeMode, scaleFactor?: number, alignCorners = false): Float32Array {
   const A = new Float32Array(outSize * inSize);
+  if (alignCorners) {
+    if (mode === 'nearest') throw new Error('resize: align_corners applies to bilinear and bicubic only');
+    const scale = outSize > 1 ? f((inSize - 1) / (outSize - 1)) : 0;
+    for (let o = 0; o < outSize; o++) {
+      const row = o * inSize;
+      // PyTorch's compiled kernel takes both the index and the fraction from the unrounded
+      // product (in double scale * o is exact): this matches its bilinear weights exactly and its
+      // bicubic ones to ~1e-6 (the cubic polynomials' own FMA contractions), checked against
+      // torch 1.13 for 5 -> 11, 32 -> 224 and 64 -> 224
+      const exact = scale * o;
+      const i0 = Math.floor(exact);
+      const t = f(exact - i0);
+      if (mode === 'bilinear') {
+        const i1 = Math.min(i0 + 1, inSize - 1);
+        const l1 = Math.min(Math.max(t, 0), 1); // clamped as compute_source_index_and_lambda does
+        A[row + i0] += f(1 - l1);
+        A[row + i1] += l1;
+      } else {
+        const w = cubicWeights(t);
+        for (let k = 0; k < 4; k++) {
+          const idx = Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+          A[row + idx] = f(A[row + idx] + w[k]);
+        }
+      }
+    }
+    return A;
+  }
   // PyTorch: scale = 1/scale_factor when given, else in/out (area_pixel_compute_scale, align_corners=False)
   const scale = scaleFactor ? f(1 / scaleFactor) : f(inSize / outSize);
   for (let o = 0; o < outSize; o++) {
@@ -55,12 +87,13 @@ function cubicWeights(t: number): number[] {
   return [c2(f(t + 1)), c1(t), c1(f(1 - t)), c2(f(2 - t))].map(f);
 }
 
-/** F.interpolate(x, size, mode, align_corners=False) on [..., H, W] */
-export function resize(x: Tensor, size: [number, number], mode: ResizeMode): Tensor {
+/** F.interpolate(x, size, mode, align_corners=False, or True with `alignCorners`) on [..., H, W] */
+export function resize(x: Tensor, size: [number, number], mode: ResizeMode, opts: { alignCorners?: boolean } = {}): Tensor {
   const [H, W] = x.shape.slice(-2);
   const [Ho, Wo] = size;
-  if (mode === 'nearest' && Ho % H === 0 && Wo % W === 0) return upsampleNearest(x, Ho / H, Wo / W);
-  return resample2d(x, resizeMatrix(H, Ho, mode), resizeMatrix(W, Wo, mode), Ho, Wo);
+  const ac = opts.alignCorners ?? false;
+  if (mode === 'nearest' && !ac && Ho % H === 0 && Wo % W === 0) return upsampleNearest(x, Ho / H, Wo / W);
+  return resample2d(x, resizeMatrix(H, Ho, mode, undefined, ac), resizeMatrix(W, Wo, mode, undefined, ac), Ho, Wo);
 }
 
 /** integer nearest upsampling by broadcasting (nn.Upsample(scale_factor=s)) */

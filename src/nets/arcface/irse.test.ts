@@ -4,9 +4,10 @@ import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { f32, TensorData } from '../../io/tensor.ts';
 import { bareStateDict, readCheckpoint, validateStateDict } from '../common.ts';
-import { editStateDict, fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
+import { saveTorchZip } from '../../io/testing.ts';
+import { editStateDict, fixturePath, officialKeys, randomStateDict, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
 import { formatLine } from '../../verify/compare.ts';
-import { IR_SE50, idFeatures, inferIrseConfig, irseStateSpec, loadIrse } from './irse.ts';
+import { IR_SE50, idFeatures, inferIrseConfig, irseForward, irseStateSpec, loadIrse } from './irse.ts';
 import { detect, verify } from './verify.ts';
 
 const DIR = fixturePath('arcface');
@@ -71,4 +72,39 @@ test('arcface: ID-loss preprocessing of a 1024 image = that of its 256 version (
   const fa = r.fa.data as Float32Array; const fb = r.fb.data as Float32Array;
   assert.equal(fa.length, 32);
   for (let i = 0; i < fa.length; i++) assert.ok(Math.abs(fa[i] - fb[i]) < 1e-5, `feature ${i}: ${fa[i]} vs ${fb[i]}`);
+});
+
+test('arcface generality: other stage layouts, stem, embedding, plain IR, affine=False and 224 input load and run', async () => {
+  const run = async (net: ReturnType<typeof loadIrse>, size: number) => {
+    const g = new G.Graph();
+    const x = g.input('x', [2, 3, size, size]);
+    const r = await evaluate({ e: irseForward(net, x) }, { x: Float32Array.from({ length: 2 * 3 * size * size }, (_, i) => Math.sin(i * 0.37)) });
+    return r.e;
+  };
+
+  // get_blocks patched to [(8, 16, 1), (16, 16, 2), (16, 32, 2), (32, 40, 1)]: the first two stages
+  // share depth 16, so the stride-2 unit opening the second one looks like any other unit
+  const stages = [{ inChannel: 8, depth: 16, units: 1 }, { inChannel: 16, depth: 16, units: 2 }, { inChannel: 16, depth: 32, units: 2 }, { inChannel: 32, depth: 40, units: 1 }];
+  const cfg = { ...IR_SE50, stem: 8, stages, embedding: 24 };
+  const bytes = saveTorchZip(Object.fromEntries(randomStateDict(irseStateSpec(cfg), 3)));
+  const merged = loadIrse(bytes);
+  assert.deepEqual(merged.config.stages.map((s) => [s.inChannel, s.depth, s.units]), [[8, 16, 3], [16, 32, 2], [32, 40, 1]]);
+  await assert.rejects(run(merged, 112), /input must be \[N, 3, 56, 56\].*pass the stage list/);
+  const net = loadIrse(bytes, 'alt', { stages });
+  assert.deepEqual(net.config, cfg);
+  const e = await run(net, 112);
+  assert.deepEqual(e.shape, [2, 24]);
+  for (let b = 0; b < 2; b++) {
+    const n = Math.hypot(...(e.data as Float32Array).subarray(b * 24, (b + 1) * 24));
+    assert.ok(Math.abs(n - 1) < 1e-5, `row ${b} norm ${n}`);
+  }
+  // a stage list that does not describe the units is refused
+  assert.throws(() => loadIrse(bytes, 'alt', { stages: [{ inChannel: 8, depth: 16, units: 2 }, ...stages.slice(1)] }), /given stages .* do not match the 6 units/);
+
+  // plain IR units, BatchNorm1d(affine=False), 224 input (Linear over C*14*14)
+  const cfg2 = { ...IR_SE50, mode: 'ir' as const, affine: false, inputSize: 224, stem: 16, embedding: 20,
+    stages: [{ inChannel: 16, depth: 16, units: 1 }, { inChannel: 16, depth: 32, units: 3 }, { inChannel: 32, depth: 48, units: 2 }, { inChannel: 48, depth: 64, units: 1 }] };
+  const net2 = loadIrse(saveTorchZip(Object.fromEntries(randomStateDict(irseStateSpec(cfg2), 4))));
+  assert.deepEqual(net2.config, cfg2);
+  assert.deepEqual((await run(net2, 224)).shape, [2, 20]);
 });

@@ -116,8 +116,11 @@ export function irseStateSpec(c: IrseConfig): KeySpec[] {
  * The stage layout of a body (`prefix` = 'body.' or e4e's 'body.'), from each unit's first conv
  * [depth, in, 3, 3]. A stage starts at unit 0 and wherever the depth changes — helpers.get_blocks
  * never puts two stages of the same depth next to each other (50/100/152: 64, 128, 256, 512).
+ * A patched layout that does (e.g. [(16, 16, 1), (16, 16, 2), ...]) is not visible in the weights:
+ * the stride-2 unit of the second stage has the same shapes as a stride-1 one; pass its `stages`
+ * (get_blocks' (in_channel, depth, num_units) list), which are then checked against the units.
  */
-export function inferStages(sd: StateDict, prefix: string, what: string): { stages: IrseStage[]; mode: IrseConfig['mode']; seReduction: number } {
+export function inferStages(sd: StateDict, prefix: string, what: string, given?: readonly IrseStage[]): { stages: IrseStage[]; mode: IrseConfig['mode']; seReduction: number } {
   const n = contiguousCount(sd, prefix, what);
   if (!n) throw new Error(`${what}: no body units ('${prefix}0.res_layer.1.weight' missing)`);
   const stages: IrseStage[] = [];
@@ -138,12 +141,29 @@ export function inferStages(sd: StateDict, prefix: string, what: string): { stag
   // otherwise take the exact ratio of the first unit (validation then names any unit that differs).
   const fits = (r: number) => seWidths.every(([d, w]) => Math.floor(d / r) === w);
   const seReduction = !seWidths.length || fits(16) ? 16 : seWidths[0][0] / seWidths[0][1];
+  if (given) {
+    // the given layout must describe the same units (the state-dict validation then checks every shape)
+    const units = given.reduce((a, st) => a + st.units, 0);
+    const depths = given.flatMap((st) => Array.from({ length: st.units }, () => st.depth));
+    const found = stages.flatMap((st) => Array.from({ length: st.units }, () => st.depth));
+    if (units !== n || depths.some((d, i) => d !== found[i])) {
+      throw new Error(`${what}: the given stages ${fmtStages(given)} do not match the ${n} units in the weights ${fmtStages(stages)}`);
+    }
+    return { stages: given.map((st) => ({ ...st })), mode: mode!, seReduction };
+  }
   return { stages, mode: mode!, seReduction };
 }
 
-export function inferIrseConfig(sd: StateDict, what = 'IR-SE'): IrseConfig {
+const fmtStages = (st: readonly IrseStage[]) => `[${st.map((x) => `(${x.inChannel}, ${x.depth}, ${x.units})`).join(', ')}]`;
+
+export interface IrseLoadOptions {
+  /** get_blocks' stage list, for layouts whose stage boundaries the weights do not show (see inferStages) */
+  stages?: readonly IrseStage[];
+}
+
+export function inferIrseConfig(sd: StateDict, what = 'IR-SE', opts: IrseLoadOptions = {}): IrseConfig {
   const stem = shapeOf(sd, 'input_layer.0.weight', what)[0];
-  const { stages, mode, seReduction } = inferStages(sd, 'body.', what);
+  const { stages, mode, seReduction } = inferStages(sd, 'body.', what, opts.stages);
   const [embedding, flat] = shapeOf(sd, 'output_layer.3.weight', what);
   const last = stages[stages.length - 1].depth;
   const sp = Math.round(Math.sqrt(flat / last));
@@ -158,9 +178,9 @@ export interface IrseNet { config: IrseConfig; weights: Weights }
  * A Backbone from a state dict, a `.pth` path or its bytes (bare state dict, as model_ir_se50.pth
  * and the fixtures), checked strictly against the inferred architecture.
  */
-export function loadIrse(source: string | Uint8Array | StateDict, what = 'IR-SE backbone'): IrseNet {
+export function loadIrse(source: string | Uint8Array | StateDict, what = 'IR-SE backbone', opts: IrseLoadOptions = {}): IrseNet {
   const sd = source instanceof Map ? source : bareStateDict(readCheckpoint(source as string | Uint8Array), what);
-  const config = inferIrseConfig(sd, what);
+  const config = inferIrseConfig(sd, what, opts);
   validateStateDict(what, sd, irseStateSpec(config));
   return { config, weights: new Weights(what, sd) };
 }
@@ -206,7 +226,8 @@ export function irseForward(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
   const { config: c, weights: W } = net;
   const [, ch, H, Wd] = x.shape;
   if (x.rank !== 4 || ch !== 3 || H !== c.inputSize || Wd !== c.inputSize) {
-    throw new Error(`IR-SE: input must be [N, 3, ${c.inputSize}, ${c.inputSize}], got [${x.shape.join(', ')}]`);
+    throw new Error(`IR-SE: input must be [N, 3, ${c.inputSize}, ${c.inputSize}] for stages ${fmtStages(c.stages)}, got [${x.shape.join(', ')}]`
+      + ' (two adjacent stages of one depth look like one in the weights: pass the stage list, IrseLoadOptions.stages)');
   }
   let h = conv2d(W, 'input_layer.0', x, { padding: 1 });
   h = batchNorm(W, 'input_layer.1', h);

@@ -6,7 +6,7 @@ import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { compare, type CompareLine } from '../../verify/compare.ts';
 import { readmeAtol, fixtureTensor, hostF32, readFixture, suggestedAtol, u8ToFloat } from '../common.ts';
-import { idFeatures, idLoss, irseForward, loadIrse, type IrseTaps } from './irse.ts';
+import { idFeatures, idLoss, irseForward, loadIrse, type IrseStage, type IrseTaps } from './irse.ts';
 
 /**
  * io.safetensors carries no tolerance metadata; its README's "suggested atol" column is read
@@ -18,6 +18,20 @@ function checkpointIn(dir: string): string | undefined {
   return readdirSync(dir).find((f) => /ir_?se.*\.(pt|pth)$/i.test(f));
 }
 
+/**
+ * The patched get_blocks list the fixture records (`blocks`: [[in_channel, depth, num_units], ...]).
+ * The weights show every unit's widths but not which unit opens a stage when two adjacent stages
+ * share a depth; the recorded list settles it (and is checked against the weights).
+ */
+function stagesFromMetadata(meta: Record<string, string>): IrseStage[] | undefined {
+  if (!meta.blocks) return undefined;
+  const b = JSON.parse(meta.blocks) as unknown;
+  if (!Array.isArray(b) || !b.every((s) => Array.isArray(s) && s.length === 3 && s.every(Number.isInteger))) {
+    throw new Error(`verify arcface: io.safetensors metadata 'blocks' is not a list of [in_channel, depth, num_units]: ${meta.blocks}`);
+  }
+  return (b as number[][]).map(([inChannel, depth, units]) => ({ inChannel, depth, units }));
+}
+
 export function detect(dir: string): boolean {
   try { return checkpointIn(dir) !== undefined; } catch { return false; }
 }
@@ -25,12 +39,12 @@ export function detect(dir: string): boolean {
 export async function verify(dir: string): Promise<CompareLine[]> {
   const ckpt = checkpointIn(dir);
   if (!ckpt) throw new Error(`verify arcface: no IR-SE checkpoint (*irse*.pt / *ir_se*.pth) in ${dir}`);
-  const net = loadIrse(join(dir, ckpt));
+  const io = readFixture(dir, 'io.safetensors');
+  const net = loadIrse(join(dir, ckpt), 'IR-SE backbone', { stages: stagesFromMetadata(io.metadata) });
   const lines: CompareLine[] = [];
   const IO_ATOL = { ...IO_ATOL_DEFAULT, ...readmeAtol(dir, 'io.safetensors') };
 
   // --- forward and hooks
-  const io = readFixture(dir, 'io.safetensors');
   const x = fixtureTensor(io, 'input', 'io.safetensors');
   {
     const g = new G.Graph('irse-io');
@@ -62,8 +76,9 @@ export async function verify(dir: string): Promise<CompareLine[]> {
     lines.push(compare('grad.cos.grad.x', r.gx.data as Float32Array, ref('cos.grad.x'), tol('cos.grad.x')));
   }
 
-  // --- HairCLIP IDLoss(y_hat, y = mirror of y_hat); the target features are detached
-  {
+  // --- HairCLIP IDLoss(y_hat, y = mirror of y_hat); the target features are detached. IDLoss pools
+  // its crop to 112, so a folder for a 224-input backbone cannot have this part
+  if (gr.tensors.has('idloss.y_hat_u8')) {
     const u8 = fixtureTensor(gr, 'idloss.y_hat_u8');
     const shape = [...u8.shape];
     const yHat = u8ToFloat(u8, 128, 1 / 128);

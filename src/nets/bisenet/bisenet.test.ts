@@ -4,11 +4,12 @@ import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { f32 } from '../../io/tensor.ts';
 import { bareStateDict, readCheckpoint, validateStateDict } from '../common.ts';
-import { editStateDict, fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
+import { saveTorchZip } from '../../io/testing.ts';
+import { editStateDict, fixturePath, officialKeys, randomStateDict, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
 import { formatLine } from '../../verify/compare.ts';
 import {
-  BISENET_FACE, BISENET_HAIR, BISENET_LABELS, IMAGENET_MEAN, IMAGENET_STD, bisenetInput, bisenetStateSpec,
-  inferBisenetConfig, loadBisenet,
+  BISENET_FACE, BISENET_HAIR, BISENET_LABELS, IMAGENET_MEAN, IMAGENET_STD, bisenetForward, bisenetInput, bisenetLabels, bisenetStateSpec,
+  inferBisenetConfig, loadBisenet, type BisenetTaps,
 } from './bisenet.ts';
 import { detect, verify } from './verify.ts';
 
@@ -61,4 +62,30 @@ test('bisenet: input preprocessing = pool to the parser size, then ImageNet norm
     const want = ((m + 1) / 2 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
     assert.ok(Math.abs(out[(c * 32 + y) * 32 + xx] - want) < 1e-5);
   }
+});
+
+test('bisenet generality: another width divisor and a non-square input that is not a multiple of 32', async () => {
+  // every channel count of BiSeNet(19) divided by 8 (the fixture's patch with another divisor)
+  const div = (n: number) => n / 8;
+  const cfg = {
+    ...BISENET_FACE, stem: div(64), layers: BISENET_FACE.layers.map((l) => ({ width: div(l.width), blocks: l.blocks })),
+    arm: div(128), ffm: div(256), ffmMid: div(64), outMid: div(256), out16Mid: div(64), out32Mid: div(64),
+  };
+  const net = loadBisenet(saveTorchZip(Object.fromEntries(randomStateDict(bisenetStateSpec(cfg), 6)), { root: 'alt_bisenet' }));
+  assert.deepEqual(net.config, cfg);
+  // 112 x 80: 1/8, 1/16, 1/32 maps are 14x10, 7x5, 4x3, joined by non-integer nearest resizes
+  const [H, W] = [112, 80];
+  const g = new G.Graph();
+  const x = g.input('x', [2, 3, H, W]);
+  const taps: BisenetTaps = {};
+  const { out, out16, out32 } = bisenetForward(net, x, taps);
+  for (const o of [out, out16, out32]) assert.deepEqual(o.shape, [2, 19, H, W]);
+  assert.deepEqual(taps.feat8!.shape, [2, 16, 14, 10]);
+  assert.deepEqual(taps.feat16!.shape, [2, 32, 7, 5]);
+  assert.deepEqual(taps.feat32!.shape, [2, 64, 4, 3]);
+  assert.deepEqual(taps.cpFeat16!.shape, [2, 16, 7, 5]);
+  assert.deepEqual(taps.ffm!.shape, [2, 32, 14, 10]);
+  const r = await evaluate({ out, labels: bisenetLabels(out) }, { x: Float32Array.from({ length: 2 * 3 * H * W }, (_, i) => Math.sin(i * 0.017)) });
+  assert.ok((r.out.data as Float32Array).every(Number.isFinite));
+  assert.deepEqual(r.labels.shape, [2, H, W]);
 });

@@ -121,7 +121,7 @@ export function inferBisenetConfig(sd: StateDict, what = 'BiSeNet'): BisenetConf
   return {
     stem, layers,
     arm: shapeOf(sd, 'cp.arm32.conv.conv.weight', what)[0],
-    ffm, ffmMid: Math.floor(ffm / 4), // FeatureFusionModule: conv1 out_chan // 4
+    ffm, ffmMid: shapeOf(sd, 'ffm.conv1.weight', what)[0], // FeatureFusionModule: conv1 out_chan // 4 (read, not assumed)
     outMid: shapeOf(sd, 'conv_out.conv.conv.weight', what)[0],
     out16Mid: shapeOf(sd, 'conv_out16.conv.conv.weight', what)[0],
     out32Mid: shapeOf(sd, 'conv_out32.conv.conv.weight', what)[0],

@@ -112,7 +112,9 @@ export function checkConfig(c: ClipConfig): void {
     }
     if (width % heads !== 0) throw new Error(`CLIP config: ${name} width ${width} is not divisible by ${heads} heads`);
   }
-  if (c.imageResolution % c.visionPatchSize !== 0) throw new Error(`CLIP config: resolution ${c.imageResolution} is not a multiple of patch ${c.visionPatchSize}`);
+  // VisionTransformer keeps (R // patch)^2 patches: a resolution that is not a multiple of the patch
+  // size is legal (conv1's stride drops the remainder), only one below the patch size is not
+  if (c.imageResolution < c.visionPatchSize) throw new Error(`CLIP config: resolution ${c.imageResolution} is smaller than patch ${c.visionPatchSize}`);
   if (c.visionLayers < 1 || c.transformerLayers < 1) throw new Error('CLIP config: no transformer blocks found');
 }
 
@@ -139,7 +141,7 @@ function blockSpec(prefix: string, d: number): [string, number[]][] {
 /** Every key of `CLIP(...).state_dict()` with its shape, in the order PyTorch lists them. */
 export function clipStateSpec(c: ClipConfig): [string, number[]][] {
   const vw = c.visionWidth; const tw = c.transformerWidth;
-  const grid = c.imageResolution / c.visionPatchSize;
+  const grid = Math.floor(c.imageResolution / c.visionPatchSize);
   const spec: [string, number[]][] = [
     ['positional_embedding', [c.contextLength, tw]],
     ['text_projection', [tw, c.embedDim]],
@@ -258,10 +260,12 @@ export type Taps = Record<string, Tensor>;
 export function encodeImage(p: Params, c: ClipConfig, image: Tensor, taps?: Taps): Tensor {
   const [N, C, H, W] = image.shape;
   const R = c.imageResolution; const P = c.visionPatchSize; const w = c.visionWidth;
-  if (image.rank !== 4 || C !== 3 || H !== R || W !== R) {
+  const grid = Math.floor(R / P);
+  // conv1 (kernel = stride = P, no padding) drops a remainder below P, so any size with the same
+  // patch grid gives the same tokens (as in PyTorch, where the positional embedding fixes the grid)
+  if (image.rank !== 4 || C !== 3 || Math.floor(H / P) !== grid || Math.floor(W / P) !== grid) {
     throw new Error(`CLIP encodeImage: image must be [N, 3, ${R}, ${R}], got [${image.shape.join(', ')}]`);
   }
-  const grid = R / P;
   let x = G.conv2d(image, p('visual.conv1.weight', [w, 3, P, P]), null, { stride: P }); // [N, w, grid, grid]
   if (taps) taps.visual_conv1 = x;
   x = G.transpose(G.reshape(x, [N, w, grid * grid]), [0, 2, 1]); // [N, grid^2, w]

@@ -93,11 +93,12 @@ async function verifyForward(file: string, model: ClipModel, io: Map<string, Ten
   const c = model.config;
   const image = io.get('image'); const tokens = io.get('text_tokens');
   if (!image || !tokens) throw new Error("CLIP verify: io.safetensors needs 'image' and 'text_tokens'");
-  const [Ni] = image.shape; const [Nt] = tokens.shape;
+  const [Nt] = tokens.shape;
   const g = new G.Graph('clip-verify');
   const p = model.params(g);
   const taps: Taps = {};
-  const img = encodeImage(p, c, g.input('image', [Ni, 3, c.imageResolution, c.imageResolution]), taps);
+  // the fixture's own image size (the weights fix only resolution // patch)
+  const img = encodeImage(p, c, g.input('image', image.shape), taps);
   const txt = encodeText(p, c, g.input('tokens', [Nt, c.contextLength], 'int32'), taps);
   const { logitsPerImage, logitsPerText } = clipLogits(p, img, txt);
   const outs: Record<string, Tensor> = { image_features: img, text_features: txt, logits_per_image: logitsPerImage, logits_per_text: logitsPerText };

@@ -224,6 +224,17 @@ export function clipWeightsFromStateDict(
 
   // the archive's extra scalar buffers must agree with the weights
   const extraValue: Record<string, number> = { input_resolution: config.imageResolution, context_length: config.contextLength, vocab_size: config.vocabSize };
+  const res = sd.get('input_resolution');
+  if (res?.numel === 1) {
+    // the constructor's image_resolution need not be a multiple of the patch size (the weights only
+    // fix resolution // patch): the recorded value is the true one when it gives the same grid
+    const v = Number(res.data[0]);
+    const P = config.visionPatchSize;
+    if (Number.isInteger(v) && Math.floor(v / P) === Math.floor(config.imageResolution / P)) {
+      config.imageResolution = v;
+      extraValue.input_resolution = v;
+    }
+  }
   for (const name of JIT_EXTRA_BUFFERS) {
     const t = sd.get(name);
     if (!t) continue;

@@ -108,11 +108,23 @@ export function e4eStateSpec(c: E4eConfig): KeySpec[] {
   return e4eEncoderSpec(c).map((k) => ({ ...k, key: `encoder.${k.key}` }));
 }
 
+export interface E4eLoadOptions {
+  /**
+   * helpers.get_blocks' stage list, for bodies whose stage boundaries the weights do not show: a
+   * stage whose first unit keeps the width (in_channel == depth) has a parameter-free MaxPool
+   * shortcut, so its stride-2 start looks like any other unit (see arcface inferStages)
+   */
+  stages?: readonly IrseStage[];
+}
+
 /** Configuration from the encoder keys (prefix stripped) and, when given, the training opts. */
-export function inferE4eConfig(sd: StateDict, opts: Record<string, unknown> = {}, what = 'e4e'): E4eConfig {
+export function inferE4eConfig(sd: StateDict, opts: Record<string, unknown> = {}, what = 'e4e', load: E4eLoadOptions = {}): E4eConfig {
   const stem = shapeOf(sd, 'input_layer.0.weight', what)[0];
-  const { stages, mode, seReduction } = inferStages(sd, 'body.', what);
-  if (stages.length !== 4) throw new Error(`${what}: the body has ${stages.length} stages; the encoder taps stages 2, 3 and 4 of a 4-stage IR-SE body`);
+  const { stages, mode, seReduction } = inferStages(sd, 'body.', what, load.stages);
+  if (stages.length !== 4) {
+    throw new Error(`${what}: the body has ${stages.length} stages (widths ${stages.map((st) => st.depth).join(', ')}); the encoder taps stages 2, 3 and 4 of a 4-stage IR-SE body`
+      + (stages.length < 4 ? ' — a stage that keeps the width cannot be told from the weights: pass the stage list (stages)' : ''));
+  }
   const styleCount = contiguousCount(sd, 'styles.', what);
   if (!styleCount) throw new Error(`${what}: no 'styles.0.*' keys`);
   if (typeof opts.stylegan_size === 'number') {
@@ -159,12 +171,12 @@ function plainOpts(v: PickleValue | undefined): Record<string, unknown> {
  * The encoder keys are checked strictly (pSp's get_keys + load_state_dict(strict=True)); keys
  * other than encoder.* / decoder.* are refused; decoder.* is handed back untouched.
  */
-export function loadE4e(source: string | Uint8Array, what = 'e4e'): E4eNet {
-  return e4eFromCheckpoint(readCheckpoint(source), what);
+export function loadE4e(source: string | Uint8Array, what = 'e4e', load: E4eLoadOptions = {}): E4eNet {
+  return e4eFromCheckpoint(readCheckpoint(source), what, load);
 }
 
 /** loadE4e on an already parsed checkpoint object tree. */
-export function e4eFromCheckpoint(root: PickleValue, what = 'e4e'): E4eNet {
+export function e4eFromCheckpoint(root: PickleValue, what = 'e4e', load: E4eLoadOptions = {}): E4eNet {
   if (!isPyDict(root)) throw new Error(`${what}: the checkpoint root is not a dict`);
   const sdRoot = 'state_dict' in root ? root.state_dict : root;
   if (!isPyDict(sdRoot)) throw new Error(`${what}: 'state_dict' is not a dict`);
@@ -174,7 +186,7 @@ export function e4eFromCheckpoint(root: PickleValue, what = 'e4e'): E4eNet {
   const enc = selectPrefix(all, 'encoder.');
   if (!enc.size) throw new Error(`${what}: no 'encoder.*' keys in the state dict`);
   const opts = plainOpts(root.opts);
-  const config = inferE4eConfig(enc, opts, what);
+  const config = inferE4eConfig(enc, opts, what, load);
   validateStateDict(`${what} encoder`, enc, e4eEncoderSpec(config));
 
   let latentAvg: Float32Array | null = null;
@@ -265,6 +277,7 @@ export function e4eEncode(net: E4eNet, x: Tensor, opts: E4eOptions = {}): Tensor
   const rows: Tensor[] = [];
   if (c.encoderType === 'GradualStyleEncoder') {
     for (let i = 0; i < c.styleCount; i++) rows.push(style(i, features(i)));
+    if (opts.taps) opts.taps.w0 = rows[0];
   } else {
     // Encoder4Editing: one base code w0 for every row, plus a delta per row
     const w0 = style(0, c3!);

@@ -27,12 +27,15 @@ export function detect(dir: string): boolean {
 export async function verify(dir: string): Promise<CompareLine[]> {
   const ckpt = checkpointIn(dir);
   if (!ckpt) throw new Error(`verify e4e: no e4e checkpoint (*e4e*.pt) in ${dir}`);
-  const net = loadE4e(join(dir, ckpt));
+  const io = readFixture(dir, 'io.safetensors');
+  // the fixture's get_blocks layout (metadata `blocks`: [[in, depth, units], ...]) settles stage
+  // boundaries the weights cannot show (a stage that keeps the width)
+  const blocks = io.metadata.blocks ? (JSON.parse(io.metadata.blocks) as [number, number, number][]) : undefined;
+  const net = loadE4e(join(dir, ckpt), 'e4e', { stages: blocks?.map(([inChannel, depth, units]) => ({ inChannel, depth, units })) });
   const lines: CompareLine[] = [];
   const IO_ATOL = { ...IO_ATOL_DEFAULT, ...readmeAtol(dir, 'io.safetensors') };
 
   {
-    const io = readFixture(dir, 'io.safetensors');
     const t = (n: string) => fixtureTensor(io, n, 'io.safetensors');
     const x = t('input');
     const g = new G.Graph('e4e-io');

@@ -4,9 +4,10 @@ import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { f32 } from '../../io/tensor.ts';
 import { bareStateDict, readCheckpoint, validateStateDict } from '../common.ts';
-import { editStateDict, fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
+import { saveTorchZip } from '../../io/testing.ts';
+import { editStateDict, fixturePath, officialKeys, randomStateDict, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
 import { formatLine } from '../../verify/compare.ts';
-import { PARSENET_HAIRCLIP, PARSENET_LABELS, PARSENET_HAIR, hairMask, inferUnetConfig, loadParsenet, unetStateSpec } from './unet.ts';
+import { PARSENET_HAIRCLIP, PARSENET_LABELS, PARSENET_HAIR, hairMask, inferUnetConfig, loadParsenet, parserInput, unetForward, unetStateSpec } from './unet.ts';
 import { detect, verify } from './verify.ts';
 
 const DIR = fixturePath('parsenet');
@@ -68,4 +69,32 @@ test('parsenet: a 1024 image goes 1024 -> 512 -> 1024; the mask is 0/1 and carri
   }
   assert.ok(ones > 0 && ones < md.length, 'this image should be partly hair for the tiny parser');
   for (let c = 0; c < 3; c++) for (let i = 0; i < S * S; i += 4099) assert.equal(gd[c * S * S + i], md[i]);
+});
+
+test('parsenet generality: another feature_scale and sizes (unet(feature_scale=8), parser 64, image 3x) load and run', async () => {
+  // unet(feature_scale=8): filters [8, 16, 32, 64, 128], written as torch.save(state_dict()) would
+  const cfg = { filters: [8, 16, 32, 64, 128] as [number, number, number, number, number], inChannels: 3, nClasses: 19 };
+  const bytes = saveTorchZip(Object.fromEntries(randomStateDict(unetStateSpec(cfg), 5)), { root: 'alt_parsenet' });
+  const net = loadParsenet(bytes);
+  assert.deepEqual(net.config, cfg);
+  const P = 64; const S = 3 * P;
+  const img = Float32Array.from({ length: 3 * S * S }, (_, i) => Math.tanh(Math.sin(i * 0.013) + Math.cos(i * 0.0071)));
+  const g = new G.Graph();
+  const xi = g.input('x', [1, 3, S, S]);
+  const logits = unetForward(net, parserInput(xi, P));
+  const mask = hairMask(net, xi, { parserSize: P });
+  assert.deepEqual(logits.shape, [1, 19, P, P]);
+  assert.deepEqual(mask.shape, [1, 1, S, S]);
+  const r = await evaluate({ logits, mask }, { x: img });
+  assert.ok((r.logits.data as Float32Array).every(Number.isFinite));
+  // magnify 64 -> 192 replicates each parser pixel 3x3: values stay 0/1 and blocks are constant
+  const md = r.mask.data as Float32Array;
+  for (let i = 0; i < md.length; i++) {
+    assert.ok(md[i] === 0 || md[i] === 1);
+    const y = Math.floor(i / S); const x = i % S;
+    assert.equal(md[i], md[(y - (y % 3)) * S + (x - (x % 3))]);
+  }
+  // the official unetUp cannot concatenate when the input is not a multiple of 16
+  const g2 = new G.Graph();
+  assert.throws(() => unetForward(net, g2.input('x', [1, 3, 40, 40])), /use an input size divisible by 16/);
 });

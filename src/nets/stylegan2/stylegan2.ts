@@ -25,6 +25,8 @@ import { loadStateDict } from '../../io/weights.ts';
 import { selectPrefix } from '../../io/torch.ts';
 import { Rng } from '../../train/rng.ts';
 import { shapeOf, validateStateDict, Weights, type KeySpec, type ParamSource, type StateDict } from '../common.ts';
+import { compile, type CompileOptions, type HostTensor } from '../../runtime/session.ts';
+import { makeVjpPair, type NamedVjpPair } from '../../runtime/vjp.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -228,12 +230,33 @@ export class ModulatedConv2d extends Module {
     return G.mul(G.reshape(this.param(g, 'weight'), [this.outChannel, this.inChannel, k, k]), this.scale);
   }
 
-  forward(x: Tensor, style: Tensor): Tensor {
+  /**
+   * `gain` (> 0) scales the output through the demodulation coefficients rather than by a pass
+   * over the output (StyledConv folds its activation's sqrt(2) in here).
+   */
+  forward(x: Tensor, style: Tensor, gain = 1): Tensor {
     const g = x.graph;
-    const [N, C] = x.shape;
+    const [N, C, H, W] = x.shape;
     if (C !== this.inChannel) throw new Error(`${this.prefix}: input has ${C} channels, expected ${this.inChannel}`);
     const s = this.modulation.forward(style); // [N, in]
     const weight = this.weight(g);
+    // d[n, o] = gain * rsqrt(sum_{i,kh,kw} (W[o,i] s[n,i])^2 + 1e-8) = gain * rsqrt((s^2) @ (sum_{kh,kw} W^2)^T + 1e-8)
+    let d: Tensor | null = null;
+    if (this.demodulate) {
+      const wsq = G.reduceSum(G.mul(weight, weight), [2, 3]); // [out, in]
+      d = G.reciprocal(G.sqrt(G.add(G.matmul(G.mul(s, s), G.mT(wsq)), 1e-8))); // [N, out]
+      if (gain !== 1) d = G.mul(d, gain);
+    } else if (gain !== 1) {
+      d = G.expand(g.scalar(gain), [N, this.outChannel]);
+    }
+
+    if (this.kernelSize === 1 && !this.upsample) {
+      // A 1x1 conv is a matrix product per sample: style and demodulation go into a small
+      // [N, out, in] matrix instead of two passes over the features (ToRGB at full resolution).
+      let wn = G.mul(G.reshape(weight, [1, this.outChannel, C]), G.reshape(s, [N, 1, C]));
+      if (d) wn = G.mul(wn, G.reshape(d, [N, this.outChannel, 1]));
+      return G.reshape(G.matmul(wn, G.reshape(x, [N, C, H * W])), [N, this.outChannel, H, W]);
+    }
     let out = G.mul(x, G.reshape(s, [N, C, 1, 1]));
     if (this.upsample) {
       out = G.convTranspose2d(out, G.transpose(weight, [1, 0, 2, 3]), null, { stride: 2 });
@@ -241,24 +264,22 @@ export class ModulatedConv2d extends Module {
     } else {
       out = G.conv2d(out, weight, null, { padding: this.kernelSize >> 1 });
     }
-    if (this.demodulate) {
-      // sum over (in, kh, kw) of (W s)^2 = (s^2) @ (sum over kh, kw of W^2)^T
-      const wsq = G.reduceSum(G.mul(weight, weight), [2, 3]); // [out, in]
-      const d = G.reciprocal(G.sqrt(G.add(G.matmul(G.mul(s, s), G.mT(wsq)), 1e-8))); // [N, out]
-      out = G.mul(out, G.reshape(d, [N, this.outChannel, 1, 1]));
-    }
+    if (d) out = G.mul(out, G.reshape(d, [N, this.outChannel, 1, 1]));
     return out;
   }
 }
 
 /** NoiseInjection: image + weight * noise (noise [N|1, 1, H, W], broadcast over channels). */
 export class NoiseInjection extends Module {
-  forward(image: Tensor, noise: Tensor): Tensor {
+  /** `gain` scales the noise strength (see StyledConv). */
+  forward(image: Tensor, noise: Tensor, gain = 1): Tensor {
     const [, , H, W] = image.shape;
     if (noise.rank !== 4 || noise.shape[1] !== 1 || noise.shape[2] !== H || noise.shape[3] !== W || (noise.shape[0] !== 1 && noise.shape[0] !== image.shape[0])) {
       throw new Error(`${this.prefix}: noise [${noise.shape}] does not fit features [${image.shape}] (expected [1 or N, 1, ${H}, ${W}])`);
     }
-    return G.add(image, G.mul(this.param(image.graph, 'weight'), noise));
+    let strength = this.param(image.graph, 'weight');
+    if (gain !== 1) strength = G.mul(strength, gain);
+    return G.add(image, G.mul(strength, noise));
   }
 }
 
@@ -279,10 +300,16 @@ export class StyledConv extends Module {
     this.conv = new ModulatedConv2d(P, `${prefix}.conv`, inChannel, outChannel, kernelSize, styleDim, true, upsample, blurSize);
     this.noise = new NoiseInjection(P, `${prefix}.noise`);
   }
+  /**
+   * activate(noise(conv(x, style), noise)) = leaky_relu(conv + w_noise * noise + b, 0.2) * sqrt(2).
+   * Since leaky_relu(c v) = c leaky_relu(v) for c > 0, the sqrt(2) is applied to the per-channel
+   * demodulation, the noise strength and the bias instead of to the full-size output.
+   */
   forward(x: Tensor, style: Tensor, noise: Tensor): Tensor {
-    let out = this.conv.forward(x, style);
-    out = this.noise.forward(out, noise);
-    return fusedLeakyRelu(out, this.param(x.graph, 'activate.bias'));
+    let out = this.conv.forward(x, style, Math.SQRT2);
+    out = this.noise.forward(out, noise, Math.SQRT2);
+    const bias = G.mul(this.param(x.graph, 'activate.bias'), Math.SQRT2);
+    return G.leakyRelu(G.add(out, G.reshape(bias, [1, bias.size, 1, 1])), 0.2);
   }
 }
 
@@ -487,7 +514,8 @@ export function loadGenerator(source: string | Uint8Array, o: LoadOptions = {}):
   const la = all.get('latent_avg');
   let latentAvg: Float32Array | null = null;
   if (la) {
-    if (la.shape.length !== 1) throw new Error(`${what}: latent_avg has shape [${la.shape}], expected [style_dim]`);
+    // [style_dim] as convert_weight.py stores it ([1, style_dim] as mean_latent() returns it)
+    if (!(la.shape.length === 1 || (la.shape.length === 2 && la.shape[0] === 1))) throw new Error(`${what}: latent_avg has shape [${la.shape}], expected [style_dim]`);
     latentAvg = toFloat32Array(la);
   }
   return generatorFromStateDict(sd, { what, lrMlp: o.lrMlp, latentAvg });
@@ -522,4 +550,131 @@ export function randomGenerator(config: GeneratorConfig, seed = 0, blurKernel: n
     sd.set(s.key, f32(s.shape, data));
   }
   return new Generator(config, new Weights('stylegan2 (random init)', sd));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+/**
+ * Noise maps for a synthesis call: the stored buffers (`randomize_noise=False`, as HairCLIP and
+ * e4e run it), fresh N(0,1) maps from a seed (model.py's `randomize_noise=True`, made
+ * reproducible), or explicit arrays (model.py's `noise=[...]`).
+ */
+export type NoiseSpec = 'buffers' | { seed: number } | Float32Array[];
+
+/**
+ * The synthesis network w+ -> image for one batch size, as a forward session and a VJP session
+ * (w+ and image cotangent -> dL/dw+, recomputing the forward inside; src/runtime/vjp.ts). The
+ * noise maps are inputs `noise_0..`, shared by the batch ([1, 1, r, r]) unless `perSampleNoise`.
+ */
+export class Synthesis {
+  readonly pair: NamedVjpPair;
+  readonly wplusShape: number[];
+  /** 1 (noise maps shared by the batch) or the batch size */
+  readonly noiseBatch: number;
+  constructor(readonly gen: Generator, readonly batch = 1, o: { perSampleNoise?: boolean; noiseGrad?: boolean; compile?: CompileOptions } = {}) {
+    const { nLatent } = gen;
+    const D = gen.config.styleDim;
+    this.wplusShape = [batch, nLatent, D];
+    const noiseBatch = o.perSampleNoise ? batch : 1;
+    this.noiseBatch = noiseBatch;
+    this.pair = makeVjpPair({
+      name: `stylegan2-${gen.config.size}-synthesis-b${batch}`,
+      build: (g) => {
+        const wplus = g.input('wplus', this.wplusShape);
+        return { image: gen.synthesis(wplus, gen.noiseInputs(g, noiseBatch)) };
+      },
+      wrt: ['wplus', ...(o.noiseGrad ? gen.noiseShapes().map((_, k) => `noise_${k}`) : [])],
+      compile: o.compile,
+    });
+  }
+
+  /** Feeds for the noise inputs. */
+  noiseFeeds(noise: NoiseSpec = 'buffers'): Record<string, Float32Array> {
+    const shapes = this.gen.noiseShapes(this.noiseBatch);
+    let maps: Float32Array[];
+    if (noise === 'buffers') {
+      if (this.noiseBatch !== 1) throw new Error('stylegan2: the stored noise buffers are shared by the batch; per-sample noise needs a seed or arrays');
+      maps = this.gen.noiseBuffers();
+    } else if (Array.isArray(noise)) maps = noise;
+    else maps = this.gen.randomNoise(noise.seed, this.noiseBatch);
+    if (maps.length !== shapes.length) throw new Error(`stylegan2: ${shapes.length} noise maps needed, got ${maps.length}`);
+    const feeds: Record<string, Float32Array> = {};
+    maps.forEach((m, k) => {
+      const n = shapes[k].reduce((a, b) => a * b, 1);
+      if (m.length !== n) throw new Error(`stylegan2: noise map ${k} has ${m.length} values, expected [${shapes[k]}]`);
+      feeds[`noise_${k}`] = m;
+    });
+    return feeds;
+  }
+
+  private check(wplus: Float32Array): void {
+    const n = this.wplusShape.reduce((a, b) => a * b, 1);
+    if (wplus.length !== n) throw new Error(`stylegan2: w+ has ${wplus.length} values, expected [${this.wplusShape}]`);
+  }
+
+  /** image [batch, 3, size, size] */
+  async forward(wplus: Float32Array, noise: NoiseSpec = 'buffers'): Promise<HostTensor> {
+    this.check(wplus);
+    return (await this.pair.forward({ wplus, ...this.noiseFeeds(noise) })).image;
+  }
+
+  /** dL/dw+ for the image cotangent dL/dimage (and the image, recomputed). */
+  async vjp(wplus: Float32Array, imageCotangent: Float32Array, noise: NoiseSpec = 'buffers'): Promise<{ image: HostTensor; grads: Record<string, HostTensor> }> {
+    this.check(wplus);
+    const r = await this.pair.vjp({ wplus, ...this.noiseFeeds(noise) }, { image: imageCotangent });
+    return { image: r.outputs.image, grads: r.grads };
+  }
+}
+
+/** The mapping network z [batch, D] -> w [batch, D] as a session. */
+export async function mappingSession(gen: Generator, batch: number, o: CompileOptions = {}): Promise<(z: Float32Array) => Promise<Float32Array>> {
+  const g = new G.Graph(`stylegan2-mapping-b${batch}`);
+  const z = g.input('z', [batch, gen.config.styleDim]);
+  const c = await compile({ w: gen.mapping(z) }, o);
+  return async (zs) => (await c.run({ z: zs })).w.data as Float32Array;
+}
+
+/**
+ * Generator.mean_latent(n): the mean of style(z) over n random z, [D]. model.py draws z with
+ * torch.randn from the global RNG, so its value differs between runs; here z comes from a seeded
+ * generator (src/train/rng.ts), so the same (n, seed) always gives the same latent. It agrees with
+ * a PyTorch run on the same z (io.safetensors `mean_latent`); prefer a checkpoint's latent_avg.
+ */
+export async function meanLatent(gen: Generator, n = 4096, seed = 0, chunk = 512): Promise<Float32Array> {
+  const D = gen.config.styleDim;
+  const rng = new Rng(seed);
+  const sum = new Float64Array(D);
+  const run = await mappingSession(gen, Math.min(chunk, n));
+  for (let done = 0; done < n; done += chunk) {
+    const b = Math.min(chunk, n - done);
+    const z = new Float32Array(Math.min(chunk, n) * D);
+    z.set(rng.normals(b * D));
+    const w = await run(z);
+    for (let i = 0; i < b; i++) for (let j = 0; j < D; j++) sum[j] += w[i * D + j];
+  }
+  return Float32Array.from(sum, (v) => v / n);
+}
+
+/**
+ * Multiply-adds x 2 of one synthesis pass per image, counted from the layer shapes as model.py
+ * computes them: every modulated conv (the up-convs as stride-2 transposed convs at their input
+ * size), the ToRGB 1x1 convs, the modulation linears and the FIR filters (blur, skip upsample).
+ */
+export function synthesisFlops(c: GeneratorConfig): { total: number; convs: number; toRgb: number; fir: number; modulation: number } {
+  const D = c.styleDim; const k = c.blurSize;
+  let convs = 0; let toRgb = 0; let fir = 0; let modulation = 0;
+  const C4 = c.channels[4];
+  convs += C4 * C4 * 9 * 16; toRgb += 3 * C4 * 16; modulation += 2 * D * C4;
+  for (let r = 8; r <= c.size; r *= 2) {
+    const ci = c.channels[r / 2]; const co = c.channels[r];
+    convs += ci * co * 9 * (r / 2) ** 2; // transposed 3x3 stride 2 over the input pixels
+    fir += co * k * k * r * r; // Blur after it
+    convs += co * co * 9 * r * r;
+    toRgb += 3 * co * r * r;
+    fir += 3 * k * k * r * r; // Upsample of the skip image (zero-inserted taps included, as upfirdn2d_native)
+    modulation += D * (ci + 2 * co);
+  }
+  const m = { convs: 2 * convs, toRgb: 2 * toRgb, fir: 2 * fir, modulation: 2 * modulation };
+  return { total: m.convs + m.toRgb + m.fir + m.modulation, ...m };
 }
