@@ -62,7 +62,7 @@ export const WEB_DIR = join(HERE, '../../web');
 
 function ortWebDir(): string | null {
   try {
-    return join(dirname(createRequire(import.meta.url).resolve('onnxruntime-web/package.json')), 'dist');
+    return dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
   } catch {
     return null;
   }

@@ -17,6 +17,7 @@ import {
   Weights, batchNorm, bnSpec, bareStateDict, contiguousCount, conv2d, convSpec, linear, prelu, readCheckpoint,
   shapeOf, validateStateDict, type KeySpec, type StateDict,
 } from '../common.ts';
+import type { KinkSite } from './kinks.ts';
 
 export interface IrseStage { inChannel: number; depth: number; units: number }
 
@@ -189,9 +190,11 @@ export function loadIrse(source: string | Uint8Array | StateDict, what = 'IR-SE 
 // Forward
 
 /** SEModule: x * sigmoid(fc2(relu(fc1(avgpool(x))))), fc = 1x1 convs without bias. */
-function seModule(W: Weights, prefix: string, x: Tensor): Tensor {
+function seModule(W: Weights, prefix: string, x: Tensor, kinks?: KinkSite[]): Tensor {
   let a = G.globalAvgPool(x);
-  a = G.relu(conv2d(W, `${prefix}.fc1`, a));
+  const pre = conv2d(W, `${prefix}.fc1`, a);
+  a = G.relu(pre);
+  kinks?.push({ name: `${prefix}.relu`, pre, post: a, slope: 0 });
   a = G.sigmoid(conv2d(W, `${prefix}.fc2`, a));
   return G.mul(x, a);
 }
@@ -201,7 +204,7 @@ function seModule(W: Weights, prefix: string, x: Tensor): Tensor {
  * shortcut = MaxPool2d(1, stride) (a strided pick) when widths match, else Conv1x1(stride) -> BN;
  * out = res + shortcut, no activation after the sum.
  */
-export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit, mode: IrseConfig['mode']): Tensor {
+export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit, mode: IrseConfig['mode'], kinks?: KinkSite[]): Tensor {
   let shortcut: Tensor;
   if (u.inChannel === u.depth) {
     const [H, Wd] = x.shape.slice(2);
@@ -211,15 +214,25 @@ export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit,
   }
   let r = batchNorm(W, `${prefix}.res_layer.0`, x);
   r = conv2d(W, `${prefix}.res_layer.1`, r, { padding: 1 });
-  r = prelu(W, `${prefix}.res_layer.2`, r);
+  r = preluSite(W, `${prefix}.res_layer.2`, r, kinks);
   r = conv2d(W, `${prefix}.res_layer.3`, r, { stride: u.stride, padding: 1 });
   r = batchNorm(W, `${prefix}.res_layer.4`, r);
-  if (mode === 'ir_se') r = seModule(W, `${prefix}.res_layer.5`, r);
+  if (mode === 'ir_se') r = seModule(W, `${prefix}.res_layer.5`, r, kinks);
   return G.add(r, shortcut);
 }
 
-/** Intermediate values for verification (names follow the fixture hooks). */
-export interface IrseTaps { body?: Tensor; prenorm?: Tensor }
+/** nn.PReLU, recording its input/output as a kink site when asked (see kinks.ts). */
+function preluSite(W: Weights, prefix: string, x: Tensor, kinks?: KinkSite[]): Tensor {
+  const y = prelu(W, prefix, x);
+  kinks?.push({ name: prefix, pre: x, post: y, slope: W.data(`${prefix}.weight`) });
+  return y;
+}
+
+/**
+ * Intermediate values for verification (names follow the fixture hooks); `kinks`, when given, is
+ * filled with every PReLU / ReLU of the network (inputs, outputs, slopes) for kinks.ts.
+ */
+export interface IrseTaps { body?: Tensor; prenorm?: Tensor; kinks?: KinkSite[] }
 
 /** Backbone.forward: image [N, 3, S, S] (S = config.inputSize) -> unit embeddings [N, E]. */
 export function irseForward(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
@@ -231,8 +244,8 @@ export function irseForward(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
   }
   let h = conv2d(W, 'input_layer.0', x, { padding: 1 });
   h = batchNorm(W, 'input_layer.1', h);
-  h = prelu(W, 'input_layer.2', h);
-  for (const u of irseUnits(c)) h = bottleneckIR(W, `body.${u.index}`, h, u, c.mode);
+  h = preluSite(W, 'input_layer.2', h, taps?.kinks);
+  for (const u of irseUnits(c)) h = bottleneckIR(W, `body.${u.index}`, h, u, c.mode, taps?.kinks);
   if (taps) taps.body = h;
   h = batchNorm(W, 'output_layer.0', h);
   h = G.flatten(h, 1); // C-major, as Flatten's view(N, -1)
@@ -262,8 +275,8 @@ export function idPreprocess(x: Tensor, inputSize = 112): Tensor {
 }
 
 /** IDLoss.extract_feats: preprocessing + backbone, [N, 3, H, W] -> [N, E]. */
-export function idFeatures(net: IrseNet, x: Tensor): Tensor {
-  return irseForward(net, idPreprocess(x, net.config.inputSize));
+export function idFeatures(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
+  return irseForward(net, idPreprocess(x, net.config.inputSize), taps);
 }
 
 /**

@@ -1,0 +1,64 @@
+// Gradients through ReLU-type kinks (ReLU, LeakyReLU, PReLU, fused leaky ReLU) against float32
+// golden fixtures.
+//
+// A pre-activation that lies within a rounding error of 0 can take the other branch in our
+// float32 evaluation than in the reference's, and every gradient element downstream of that one
+// unit moves by (1 - slope) * its upstream gradient — far more than the fixtures' tolerances,
+// which are 10x the reference's OWN float32-vs-float64 error (its float64 run took the same
+// branch as its float32 run). Two correct float32 implementations disagree there by chance, more
+// often the more activations a network has (seen: one flipped PReLU in an e4e encoder at input
+// 128 gave grad.x errors of 1e-4 of its max against an atol of 6e-6 of its max).
+//
+// `kinkSpread` finds the gradient elements that are discontinuous within a tiny move of the
+// input: it re-evaluates the gradient at x * (1 + eps * s) and x * (1 - eps * s) (s a fixed
+// random sign pattern) and takes the symmetric second difference |g+ + g- - 2 g|. The smooth part
+// cancels to O(eps^2); a unit whose pre-activation is within the move of 0 lands on one side in one
+// run and on the other in the other, so its jump appears in full. `compareWithin` then widens
+// each element's atol by that amount only: elements away from kinks keep the strict tolerance.
+import type { CompareLine } from './compare.ts';
+
+/** Default relative input move: ~16 float32 ulps, well above the rounding disagreement of two
+ *  float32 evaluations (so a unit sitting inside it changes branch) and far below anything a
+ *  fixture resolves (the smooth part of the second difference is O(eps^2)). */
+export const KINK_EPS = 2e-6;
+
+/** A fixed +-1 pattern (xorshift32), so a verify run is reproducible. */
+export function signPattern(n: number, seed = 0x9e3779b9): Float32Array {
+  const s = new Float32Array(n);
+  let v = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    v ^= v << 13; v >>>= 0; v ^= v >>> 17; v ^= v << 5; v >>>= 0;
+    s[i] = v & 1 ? 1 : -1;
+  }
+  return s;
+}
+
+/**
+ * |g(x+) + g(x-) - 2 g(x)| elementwise, x+- = x * (1 +- eps * s): how far each gradient element
+ * jumps when units near a kink change branch. `grad` maps an input to the gradient(s) to check
+ * (several at once: the same perturbation serves every gradient of one loss).
+ */
+export async function kinkSpread(
+  grad: (x: Float32Array) => Promise<Float32Array[]>, x: Float32Array, g0: Float32Array[], eps = KINK_EPS,
+): Promise<Float32Array[]> {
+  const s = signPattern(x.length);
+  const xp = x.map((v, i) => v * (1 + eps * s[i]));
+  const xm = x.map((v, i) => v * (1 - eps * s[i]));
+  const [gp, gm] = [await grad(xp), await grad(xm)];
+  return g0.map((g, k) => g.map((v, i) => Math.abs(gp[k][i] + gm[k][i] - 2 * v)));
+}
+
+/** |got_i - ref_i| <= atol + spread_i (see kinkSpread); the line reports how many elements needed it. */
+export function compareWithin(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, atol: number, spread: ArrayLike<number>): CompareLine {
+  if (got.length !== ref.length || spread.length !== ref.length) return { name, maxAbs: Infinity, maxRel: Infinity, pass: false, rule: `size ${got.length} != ${ref.length}` };
+  let maxAbs = 0; let maxRel = 0; let ok = true; let widened = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? NaN : Math.max(maxAbs, d);
+    maxRel = Math.max(maxRel, d / Math.max(Math.abs(ref[i]), 1e-12));
+    if (d <= atol) continue;
+    if (d <= atol + spread[i]) widened++;
+    else ok = false;
+  }
+  return { name, maxAbs, maxRel, pass: ok && !Number.isNaN(maxAbs), rule: `atol ${atol}${widened ? ` (+ kink spread at ${widened} of ${ref.length})` : ''} rtol 0` };
+}
