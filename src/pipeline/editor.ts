@@ -243,7 +243,14 @@ export async function pipeline(method: EditMethod, options: PipelineOptions = {}
     const photo = await decodePhoto(photoIn);
     lap('decode');
     report({ stage: 'detect', message: 'detecting the face' });
-    const face = await detectFace(photo, { face: c.face });
+    const face = await detectFace(photo, { face: c.face }).catch((e: unknown) => {
+      // name the file (or the upload) rather than "the image"
+      if (e instanceof Error && e.name === 'NoFaceError') {
+        const what = typeof photoIn === 'string' ? `'${photoIn}'` : photoIn instanceof Uint8Array ? `the uploaded photo` : 'the photo';
+        e.message = e.message.replace('the image', what);
+      }
+      throw e;
+    });
     lap('detect');
     report({ stage: 'align', message: `aligning (${S}px crop, ${Se}px for e4e)` });
     const big = alignFfhq(photo, face.landmarks, { outputSize: S, transformSize: options.transformSize });

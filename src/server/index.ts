@@ -20,6 +20,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
@@ -69,6 +70,30 @@ function ortWebDir(): string | null {
 }
 
 function errorBody(code: string, message: string) { return { error: code, message }; }
+
+/** Reads and discards what is left of a request body; false when it is too long or fails (close the connection then). */
+export function drainRequest(raw: IncomingMessage, maxBytes: number, timeoutMs = 10_000): Promise<boolean> {
+  if (raw.complete || raw.destroyed || raw.readableEnded) return Promise.resolve(!raw.destroyed || raw.complete);
+  return new Promise((resolve) => {
+    let n = 0;
+    let settled = false;
+    const done = (ok: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      raw.off('data', onData);
+      resolve(ok);
+    };
+    const onData = (c: Buffer) => { n += c.length; if (n > maxBytes) done(false); };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    timer.unref();
+    raw.on('data', onData);
+    raw.once('end', () => done(true));
+    raw.once('error', () => done(false));
+    raw.once('close', () => done(raw.complete));
+    raw.resume();
+  });
+}
 
 /** Maps an error of the pipeline or of the upload to an HTTP status and a JSON body. */
 export function classify(e: unknown): { status: number; code: string; message: string } {
@@ -157,11 +182,15 @@ export async function createServer(o: ServerOptions = {}): Promise<ClipmapperSer
   const app = Fastify({ logger: o.logger ?? false, bodyLimit: 64 * 1024 });
   await app.register(multipart, { limits: { fileSize: maxUploadBytes, files: 3, fields: 16, fieldSize: 4096, parts: 24 } });
 
-  app.setErrorHandler((e, _req, reply) => {
+  app.setErrorHandler(async (e, req, reply) => {
     const { status, code, message } = classify(e);
     if (status === 503) stats.rejected++; else if (status < 500) stats.clientErrors++; else stats.failed++;
     if (status === 503) reply.header('retry-after', '1');
-    reply.code(status).send(errorBody(code, message));
+    // answering before the upload is read (busy, too large, a bad field first): read the rest
+    // and drop it, so the client sees the answer and the keep-alive connection stays in step;
+    // past a few upload sizes the connection is closed instead
+    if (!(await drainRequest(req.raw, 4 * maxUploadBytes))) reply.header('connection', 'close');
+    return reply.code(status).send(errorBody(code, message));
   });
   app.setNotFoundHandler((req, reply) => { reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url}`)); });
 

@@ -25,7 +25,7 @@ after(async () => { await app?.close(); });
 function form(fields: Record<string, string>, files: Record<string, Uint8Array> = {}): FormData {
   const fd = new FormData();
   for (const [k, v] of Object.entries(fields)) fd.append(k, v);
-  for (const [k, v] of Object.entries(files)) fd.append(k, new Blob([v]), `${k}.png`);
+  for (const [k, v] of Object.entries(files)) fd.append(k, new Blob([v as unknown as BlobPart]), `${k}.png`);
   return fd;
 }
 async function post(fd: FormData): Promise<Response> {

@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { f32 } from '../../io/tensor.ts';
+import { f32, TensorData } from '../../io/tensor.ts';
+import { saveTorchZip } from '../../io/testing.ts';
 import { isPyDict, type PyDict } from '../../io/pickle.ts';
 import * as G from '../../graph/index.ts';
 import { evaluate } from '../../runtime/session.ts';
 import { hostF32, readCheckpoint, readFixture, validateStateDict } from '../common.ts';
-import { fixturePath, officialKeys, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
+import { fixturePath, officialKeys, randomStateDict, shapeOnlyStateDict, specAsKeys } from '../testing.ts';
 import { formatLine } from '../../verify/compare.ts';
-import { E4E_FFHQ, e4eEncode, e4eEncoderSpec, e4eFromCheckpoint, e4eInputSize, e4eStateSpec, inferE4eConfig, loadE4e } from './e4e.ts';
+import { E4E_FFHQ, e4eCodes, e4eEncode, e4eEncoderSpec, e4eFromCheckpoint, e4eInputSize, e4eStateSpec, inferE4eConfig, loadE4e } from './e4e.ts';
 import { detect, verify } from './verify.ts';
 
 const DIR = fixturePath('e4e');
@@ -96,4 +97,51 @@ test('e4e: GradualStyleEncoder rows are the e4e deltas; progressive stage 0 repe
     assert.ok(Math.abs(e[i] - want) < 1e-6, `row ${s}`);
     assert.equal(s0[i], e[w0]);
   }
+});
+
+// A second configuration without PyTorch: another stage layout, stylegan_size 64 (10 styles),
+// input 128 (style blocks of 3 / 4 / 5 convs), written as a pSp checkpoint and loaded back. (The
+// same layouts were checked against the official Encoder4Editing with alternate fixtures.)
+function altConfig(stages: [number, number, number][], styleCount: number, styleDim: number, base: number) {
+  const st = stages.map(([inChannel, depth, units]) => ({ inChannel, depth, units }));
+  return {
+    ...E4E_FFHQ, stem: stages[0][0], stages: st, styleCount, styleDim, styleIn: st[3].depth,
+    styleConvs: Array.from({ length: styleCount }, (_, i) => (i < 3 ? base : i < 7 ? base + 1 : base + 2)),
+    c1Channels: st[1].depth, c2Channels: st[2].depth,
+  };
+}
+function altCheckpoint(c: ReturnType<typeof altConfig>, stylegan: number): Uint8Array {
+  const sd: Record<string, TensorData> = {};
+  for (const [k, v] of randomStateDict(e4eEncoderSpec(c), 5)) sd[`encoder.${k}`] = v;
+  const la = new TensorData('float32', [c.styleCount, c.styleDim], new Float32Array(c.styleCount * c.styleDim).fill(0.5));
+  return saveTorchZip({ state_dict: sd, opts: { stylegan_size: stylegan, encoder_type: 'Encoder4Editing', start_from_latent_avg: true }, latent_avg: la });
+}
+
+test('e4e: another stage layout, 10 styles, input 128 round-trips through the checkpoint layout and runs', async () => {
+  const c = altConfig([[12, 16, 2], [16, 24, 1], [24, 28, 3], [28, 40, 1]], 10, 24, 3);
+  const net = loadE4e(altCheckpoint(c, 64));
+  assert.deepEqual(net.config, c);
+  assert.equal(e4eInputSize(net.config), 128);
+  const g = new G.Graph();
+  const x = g.input('x', [1, 3, 128, 128]);
+  const taps: Record<string, G.Tensor> = {};
+  const codes = e4eCodes(net, x, { taps });
+  assert.deepEqual(codes.shape, [1, 10, 24]);
+  assert.deepEqual([taps.c1.shape, taps.c2.shape, taps.c3.shape, taps.w0.shape], [[1, 24, 32, 32], [1, 28, 16, 16], [1, 40, 8, 8], [1, 24]]);
+  const r = await evaluate({ codes }, { x: { data: new Float32Array(3 * 128 * 128).fill(0.1), shape: [1, 3, 128, 128] } });
+  assert.ok((r.codes.data as Float32Array).every(Number.isFinite));
+  assert.throws(() => e4eCodes(net, g.input('y', [1, 3, 64, 64])), /input must be \[N, 3, 128, 128\]/);
+});
+
+test('e4e: a stage that keeps the width needs the stage list (its stride-2 start has no weights)', () => {
+  const c = altConfig([[16, 16, 1], [16, 24, 2], [24, 24, 1], [24, 32, 1]], 8, 16, 2);
+  const bytes = altCheckpoint(c, 32);
+  assert.throws(() => loadE4e(bytes), /body has 3 stages .*pass the stage list/);
+  const net = loadE4e(bytes, 'e4e', { stages: c.stages });
+  assert.deepEqual(net.config, c);
+  // GradualStyleEncoder rows: w0 is row 0
+  const gse = { ...net, config: { ...net.config, encoderType: 'GradualStyleEncoder' as const } };
+  const taps: Record<string, G.Tensor> = {};
+  e4eEncode(gse, new G.Graph().input('x', [1, 3, 64, 64]), { taps });
+  assert.deepEqual(taps.w0.shape, [1, 16]);
 });

@@ -16,8 +16,16 @@
 // and its fastest conv kernels apply, and the gradient w.r.t. w+ needs input-gradient convs only
 // (no weight-gradient convs). The up-conv is conv_transpose2d(stride 2) then Blur, as official.
 //
+// Other reorderings for speed, each exact up to float32 rounding (the fixtures hold it to PyTorch's
+// own float32-vs-float64 spread): StyledConv applies its activation's sqrt(2) to the per-channel
+// demodulation, noise strength and bias instead of to the full-size output (leaky_relu is
+// positively homogeneous); ToRGB's 1x1 modulated conv is a per-sample [3, C] matrix product; the
+// Blur/Upsample FIR filters run as depthwise convs (src/graph/ops/upfirdn2d.ts).
+//
 // Every size (resolution, style width, mapping depth, channels per resolution, blur kernel
 // size) is read from the state dict; the blur/upsample kernels are the stored buffers.
+// Sessions: `Synthesis` (w+ -> image forward, and the VJP w+ -> dL/dw+ a trainer chains),
+// `mappingSession`, `meanLatent`; `verify.ts` checks all of it against the PyTorch fixtures.
 import * as G from '../../graph/index.ts';
 import type { Graph, Tensor } from '../../graph/index.ts';
 import { TensorData, f32, toFloat32Array } from '../../io/tensor.ts';

@@ -1,0 +1,82 @@
+// Issue 5 (d): the web page in a real browser (Debian's chromium through playwright-core), on the
+// tiny networks: upload astronaut.png, type a hairstyle, get the edited photo back (server mode),
+// then the same edit run in the page by onnxruntime-web (browser mode). Screenshots go to
+// test/output/. Skipped, loudly, only when /usr/bin/chromium is absent (.ci/run installs it).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createServer, type ClipmapperServer } from '../../src/server/index.ts';
+import { pipeline } from '../../src/pipeline/editor.ts';
+import { tinyWeights, TEST_IMAGES } from '../../src/pipeline/testing.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const OUT = fileURLToPath(new URL('../output/', import.meta.url));
+const skip = existsSync(CHROMIUM) ? false : `SKIPPED: ${CHROMIUM} is absent — install it with \`apt-get install -y chromium\` (.ci/run does) to run the browser test`;
+if (skip) console.error(`\n*** web.test.ts ${skip} ***\n`);
+
+let app: ClipmapperServer;
+let base = '';
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let browser: any;
+
+before(async () => {
+  if (skip) return;
+  const tiny = tinyWeights();
+  const [hairclip, ffclip] = await Promise.all([
+    pipeline('hairclip', { weights: tiny.hairclip, download: false }),
+    pipeline('ffclip', { weights: tiny.ffclip, download: false }),
+  ]);
+  app = await createServer({ editors: { hairclip, ffclip } });
+  base = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { chromium } = await import('playwright-core');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  mkdirSync(OUT, { recursive: true });
+});
+after(async () => { await browser?.close(); await app?.close(); });
+
+test('web page: upload astronaut.png, type a hairstyle, receive the edited photo (server mode), then run it in the browser (onnxruntime-web)', { skip, timeout: 180_000 }, async (t) => {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
+  const logs: string[] = [];
+  page.on('console', (m: { text(): string }) => logs.push(m.text()));
+  page.on('pageerror', (e: Error) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(base);
+  await page.waitForSelector('body[data-ready="1"]');
+  assert.deepEqual(await page.$$eval('#method option', (os: HTMLOptionElement[]) => os.map((o) => o.value)), ['hairclip', 'ffclip']);
+  await page.setInputFiles('#photo', TEST_IMAGES.astronaut);
+  await page.fill('#hairstyle', 'afro');
+  await page.fill('#color', 'purple');
+  await page.click('#go');
+  await page.waitForSelector('#after[data-done="1"]', { timeout: 60_000 });
+  const size = await page.$eval('#after', (img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
+  assert.deepEqual(size, [512, 512], 'the edited photo, at the photo size');
+  assert.match(await page.textContent('#status'), /done in .* s \(server\)/);
+  const shot = `${OUT}web-server-mode.png`;
+  await page.screenshot({ path: shot, fullPage: true });
+  t.diagnostic(`screenshot: ${shot}`);
+
+  // an error is shown, not thrown away: a cat has no face
+  await page.setInputFiles('#photo', TEST_IMAGES.chelsea);
+  await page.click('#go');
+  await page.waitForSelector('#status.error');
+  assert.match(await page.textContent('#status'), /no face found in the uploaded photo/);
+
+  // browser mode: the server exports e4e.onnx + edit.onnx, the page runs them with onnxruntime-web
+  await page.setInputFiles('#photo', TEST_IMAGES.astronaut);
+  await page.check('input[name=mode][value=browser]');
+  await page.click('#go');
+  try {
+    await page.waitForSelector('#after[data-done="1"]', { timeout: 90_000 });
+  } catch (e) {
+    throw new Error(`browser mode did not finish: status '${await page.textContent('#status')}'; console: ${logs.join(' | ')}`, { cause: e });
+  }
+  assert.deepEqual(await page.$eval('#after', (img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [64, 64], 'the edited 64 px crop');
+  const status = await page.textContent('#status');
+  assert.match(status, /done in .* s \(browser, (wasm|webgpu)\)/);
+  const shot2 = `${OUT}web-browser-mode.png`;
+  await page.screenshot({ path: shot2, fullPage: true });
+  t.diagnostic(`browser mode: ${status}; screenshot: ${shot2}`);
+});
