@@ -101,11 +101,21 @@ export function convBenchFeeds(s: ConvSpec = CONV_BENCH): Record<string, Float32
  * peak of the engine on this machine, to which whole-network throughput can be compared.
  */
 export async function convPeakGflops(opts: TimingOptions & CompileOptions = {}): Promise<number> {
+  const conv = await convPeakRunner(opts);
+  const t = await timeRuns(conv.run, opts);
+  return conv.flops / t.median / 1e9;
+}
+
+/**
+ * The same reference conv as a function to time beside other work (timeInterleaved), so that a
+ * throughput and the peak it is compared to are measured under the same machine load:
+ * GFLOP/s = flops / seconds per run / 1e9.
+ */
+export async function convPeakRunner(opts: CompileOptions = {}): Promise<{ run: () => Promise<unknown>; flops: number }> {
   const { y } = convBenchGraph();
   const c = await compile({ y }, opts);
   const { x, w } = convBenchFeeds();
-  const t = await timeRuns(() => c.run({ x, w }), opts);
-  return convFlops() / t.median / 1e9;
+  return { run: () => c.run({ x, w }), flops: convFlops() };
 }
 
 /** One line describing the machine the numbers come from. */

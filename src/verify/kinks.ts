@@ -48,8 +48,11 @@ export async function kinkSpread(
   return g0.map((g, k) => g.map((v, i) => Math.abs(gp[k][i] + gm[k][i] - 2 * v)));
 }
 
-/** |got_i - ref_i| <= atol + spread_i (see kinkSpread); the line reports how many elements needed it. */
-export function compareWithin(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, atol: number, spread: ArrayLike<number>): CompareLine {
+/**
+ * |got_i - ref_i| <= atol + spread_i (see kinkSpread; any per-element allowance works, `what`
+ * names it in the line); the line reports how many elements needed it.
+ */
+export function compareWithin(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, atol: number, spread: ArrayLike<number>, what = 'kink spread'): CompareLine {
   if (got.length !== ref.length || spread.length !== ref.length) return { name, maxAbs: Infinity, maxRel: Infinity, pass: false, rule: `size ${got.length} != ${ref.length}` };
   let maxAbs = 0; let maxRel = 0; let ok = true; let widened = 0;
   for (let i = 0; i < ref.length; i++) {
@@ -60,5 +63,5 @@ export function compareWithin(name: string, got: ArrayLike<number>, ref: ArrayLi
     if (d <= atol + spread[i]) widened++;
     else ok = false;
   }
-  return { name, maxAbs, maxRel, pass: ok && !Number.isNaN(maxAbs), rule: `atol ${atol}${widened ? ` (+ kink spread at ${widened} of ${ref.length})` : ''} rtol 0` };
+  return { name, maxAbs, maxRel, pass: ok && !Number.isNaN(maxAbs), rule: `atol ${atol}${widened ? ` (+ ${what} at ${widened} of ${ref.length})` : ''} rtol 0` };
 }
