@@ -162,5 +162,7 @@ if (peer) {
 }
 console.log(`conv peak ([1,512,64,64] 3x3 conv forward, bench/common.ts): ${peak.toFixed(0)} GFLOP/s in turns with the synthesis runs `
   + `(convPeakGflops alone: ${peakBefore.toFixed(0)} before, ${peakAfter.toFixed(0)} after)`);
+console.log(`fastest runs: ours forward ${(ours.min * 1e3).toFixed(0)} ms = ${(flops.total / ours.min / 1e9).toFixed(0)} GFLOP/s, conv ${(conv.flops / t.conv_peak.min / 1e9).toFixed(0)} GFLOP/s `
+  + `-> efficiency ${((flops.total / ours.min) / (conv.flops / t.conv_peak.min)).toFixed(2)}${peer ? `; ratio ${(ours.min / peerTiming('fwd').min).toFixed(2)}` : ''}`);
 console.log(`synthesis ratio (ours/pytorch): ${peer ? (ours.median / peerTiming('fwd').median).toFixed(2) : 'n/a (PyTorch not installed)'}`);
 console.log(`synthesis efficiency (achieved/conv peak): ${(achieved / peak).toFixed(2)}`);

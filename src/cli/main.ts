@@ -7,6 +7,8 @@ import { verifyCommand } from './verify.ts';
 import { weightsCommand } from './weights.ts';
 import { editCommand, exportCommand } from './edit.ts';
 import { serveCommand } from './serve.ts';
+import { trainCommand } from './train.ts';
+import { evalCommand } from './eval.ts';
 
 const program = new Command('clipmapper')
   .description('text- and reference-driven face editing in StyleGAN2 latent space (StyleCLIP mapper, HairCLIP, FFCLIP)');
@@ -17,6 +19,8 @@ weightsCommand(program);
 editCommand(program);
 exportCommand(program);
 serveCommand(program);
+trainCommand(program);
+evalCommand(program);
 
 try {
   await program.parseAsync(process.argv);
