@@ -30,8 +30,9 @@ import * as G from '../graph/index.ts';
 import { Graph, type Tensor } from '../graph/index.ts';
 import { compile } from '../runtime/session.ts';
 import { readSafetensors } from '../io/safetensors.ts';
-import { toFloat32Array, type TensorData } from '../io/tensor.ts';
+import type { TensorData } from '../io/tensor.ts';
 import { compare, type CompareLine } from '../verify/compare.ts';
+import { FixtureChecker } from '../verify/fixture_checker.ts';
 import { compareWithin } from '../verify/kinks.ts';
 import { readCheckpoint } from './checkpoint.ts';
 import { FfclipMapper, FFCLIP_PREFIX, semanticModulationBlock, type Taps } from './ffclip.ts';
@@ -72,17 +73,8 @@ function readFixture(path: string): Fixture | null {
   return { tensors: f.tensors, e2e: parse(f.metadata.suggested_atol), local: parse(f.metadata.suggested_atol_block_local) };
 }
 
-class Checker {
-  readonly lines: CompareLine[] = [];
-  private covered = new Set<string>();
-  constructor(private readonly fx: Fixture, private readonly file: string) {}
-  has(key: string): boolean { return this.fx.tensors.has(key); }
-  get(key: string): Float32Array {
-    const t = this.fx.tensors.get(key);
-    if (!t) throw new Error(`${this.file}: no tensor '${key}'`);
-    return toFloat32Array(t);
-  }
-  shape(key: string): number[] { return [...this.fx.tensors.get(key)!.shape]; }
+class Checker extends FixtureChecker {
+  constructor(private readonly fx: Fixture, file: string) { super(fx.tensors, file, INPUTS); }
 
   atol(key: string, mode: Mode): number | undefined { return (mode === 'local' || mode === 'local64' ? this.fx.local : this.fx.e2e)[key]; }
 
@@ -143,13 +135,6 @@ class Checker {
     const base = (mode === 'e2e' ? a : Math.max(a, implied)) + (ref ? Math.abs(exact - stored) : 0);
     this.covered.add(key);
     this.lines.push(compare(`${this.file}:${key} [${LABEL[mode]}]`, [got], [stored], { atol: roundUp(base + extra), rtol: 0 }));
-  }
-
-  uncovered(): void {
-    for (const k of this.fx.tensors.keys()) {
-      if (INPUTS.has(k) || this.covered.has(k)) continue;
-      this.lines.push({ name: `${this.file}:${k}`, maxAbs: NaN, maxRel: NaN, pass: false, rule: 'not checked by this verifier' });
-    }
   }
 }
 

@@ -12,8 +12,9 @@ import * as G from '../graph/index.ts';
 import { Graph, type Tensor } from '../graph/index.ts';
 import { evaluate } from '../runtime/session.ts';
 import { readSafetensors } from '../io/safetensors.ts';
-import { toFloat32Array, type TensorData } from '../io/tensor.ts';
+import type { TensorData } from '../io/tensor.ts';
 import { compare, type CompareLine } from '../verify/compare.ts';
+import { FixtureChecker } from '../verify/fixture_checker.ts';
 import { sumLossAtol } from '../nets/common.ts';
 import { readCheckpoint } from './checkpoint.ts';
 import { StyleClipMapper, STYLECLIP_ALPHA } from './styleclip.ts';
@@ -58,20 +59,8 @@ export function detect(dir: string): boolean {
   } catch { return false; }
 }
 
-const f32 = (t: TensorData) => toFloat32Array(t);
-
-class Checker {
-  readonly lines: CompareLine[] = [];
-  private covered = new Set<string>();
-  constructor(private readonly fx: Fixture, private readonly file: string) {}
-
-  has(key: string): boolean { return this.fx.tensors.has(key); }
-  get(key: string): Float32Array {
-    const t = this.fx.tensors.get(key);
-    if (!t) throw new Error(`${this.file}: no tensor '${key}'`);
-    return f32(t);
-  }
-  shape(key: string): number[] { return [...this.fx.tensors.get(key)!.shape]; }
+class Checker extends FixtureChecker {
+  constructor(private readonly fx: Fixture, file: string) { super(fx.tensors, file, INPUTS); }
 
   check(key: string, got: ArrayLike<number>): void {
     if (!this.has(key)) return;
@@ -93,14 +82,6 @@ class Checker {
     const stored = this.get(key)[0];
     const tol = a !== undefined && this.has(aKey) ? { atol: sumLossAtol(a, this.get(aKey), b, stored), rtol: 0 } : { atol: 1e-4, rtol: 1e-4 };
     this.lines.push(compare(`${this.file}:${key}`, [got], [stored], tol));
-  }
-
-  /** A FAIL line for every stored output that no check compared. */
-  uncovered(prefixes: string[]): void {
-    for (const k of this.fx.tensors.keys()) {
-      if (INPUTS.has(k) || this.covered.has(k) || !prefixes.some((p) => k.startsWith(p))) continue;
-      this.lines.push({ name: `${this.file}:${k}`, maxAbs: NaN, maxRel: NaN, pass: false, rule: 'not checked by this verifier' });
-    }
   }
 }
 

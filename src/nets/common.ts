@@ -129,6 +129,20 @@ export function contiguousCount(sd: StateDict, prefix: string, what: string): nu
   return idx.length;
 }
 
+/**
+ * A network from a bare state dict (a map, or a checkpoint path / bytes holding one), strict like
+ * load_state_dict: its config inferred from the keys and shapes, then every key and shape checked.
+ */
+export function loadBareNet<C>(
+  source: string | Uint8Array | StateDict, what: string,
+  infer: (sd: StateDict, what: string) => C, spec: (config: C) => KeySpec[],
+): { config: C; weights: Weights } {
+  const sd = source instanceof Map ? source : bareStateDict(readCheckpoint(source as string | Uint8Array), what);
+  const config = infer(sd, what);
+  validateStateDict(what, sd, spec(config));
+  return { config, weights: new Weights(what, sd) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weights in graphs
 

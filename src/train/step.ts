@@ -49,6 +49,9 @@ export interface StepGraphSpec {
 
 const GRAD = 'grad__';
 
+/** Observers of step graphs as they are built (benchmarks count their FLOPs; tests inspect them). */
+export const stepGraphHooks: { onBuild?: (name: string, loss: Tensor, params: Tensor[], outputs: Record<string, Tensor>) => void } = {};
+
 /** The parameter inputs the tensor `t` depends on (any path, through the nodes of its graph). */
 export function inputsReaching(t: Tensor): Set<string> {
   const g = t.graph;
@@ -97,6 +100,7 @@ export class StepSession {
     const grads = grad(loss, reached.map((n) => byName.get(n)!));
     const outputs: Record<string, Tensor> = { ...terms };
     reached.forEach((n, i) => { outputs[GRAD + n] = grads[i]; });
+    stepGraphHooks.onBuild?.(spec.name, loss, reached.map((n) => byName.get(n)!), outputs);
     const compiled = await compile(outputs, { ...spec.compile, name: spec.name });
     return new StepSession(params, spec, compiled, reached, Object.keys(terms));
   }

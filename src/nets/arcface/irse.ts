@@ -14,10 +14,9 @@
 import * as G from '../../graph/index.ts';
 import type { Tensor } from '../../graph/index.ts';
 import {
-  Weights, batchNorm, bnSpec, bareStateDict, contiguousCount, conv2d, convSpec, linear, prelu, readCheckpoint,
-  shapeOf, validateStateDict, type KeySpec, type StateDict,
+  Weights, batchNorm, bnSpec, contiguousCount, conv2d, convSpec, linear, loadBareNet, prelu, shapeOf,
+  type KeySpec, type StateDict,
 } from '../common.ts';
-import type { KinkSite } from './kinks.ts';
 
 export interface IrseStage { inChannel: number; depth: number; units: number }
 
@@ -180,21 +179,16 @@ export interface IrseNet { config: IrseConfig; weights: Weights }
  * and the fixtures), checked strictly against the inferred architecture.
  */
 export function loadIrse(source: string | Uint8Array | StateDict, what = 'IR-SE backbone', opts: IrseLoadOptions = {}): IrseNet {
-  const sd = source instanceof Map ? source : bareStateDict(readCheckpoint(source as string | Uint8Array), what);
-  const config = inferIrseConfig(sd, what, opts);
-  validateStateDict(what, sd, irseStateSpec(config));
-  return { config, weights: new Weights(what, sd) };
+  return loadBareNet(source, what, (sd, w) => inferIrseConfig(sd, w, opts), irseStateSpec);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Forward
 
 /** SEModule: x * sigmoid(fc2(relu(fc1(avgpool(x))))), fc = 1x1 convs without bias. */
-function seModule(W: Weights, prefix: string, x: Tensor, kinks?: KinkSite[]): Tensor {
+function seModule(W: Weights, prefix: string, x: Tensor): Tensor {
   let a = G.globalAvgPool(x);
-  const pre = conv2d(W, `${prefix}.fc1`, a);
-  a = G.relu(pre);
-  kinks?.push({ name: `${prefix}.relu`, pre, post: a, slope: 0 });
+  a = G.relu(conv2d(W, `${prefix}.fc1`, a));
   a = G.sigmoid(conv2d(W, `${prefix}.fc2`, a));
   return G.mul(x, a);
 }
@@ -204,7 +198,7 @@ function seModule(W: Weights, prefix: string, x: Tensor, kinks?: KinkSite[]): Te
  * shortcut = MaxPool2d(1, stride) (a strided pick) when widths match, else Conv1x1(stride) -> BN;
  * out = res + shortcut, no activation after the sum.
  */
-export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit, mode: IrseConfig['mode'], kinks?: KinkSite[]): Tensor {
+export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit, mode: IrseConfig['mode']): Tensor {
   let shortcut: Tensor;
   if (u.inChannel === u.depth) {
     const [H, Wd] = x.shape.slice(2);
@@ -214,25 +208,15 @@ export function bottleneckIR(W: Weights, prefix: string, x: Tensor, u: IrseUnit,
   }
   let r = batchNorm(W, `${prefix}.res_layer.0`, x);
   r = conv2d(W, `${prefix}.res_layer.1`, r, { padding: 1 });
-  r = preluSite(W, `${prefix}.res_layer.2`, r, kinks);
+  r = prelu(W, `${prefix}.res_layer.2`, r);
   r = conv2d(W, `${prefix}.res_layer.3`, r, { stride: u.stride, padding: 1 });
   r = batchNorm(W, `${prefix}.res_layer.4`, r);
-  if (mode === 'ir_se') r = seModule(W, `${prefix}.res_layer.5`, r, kinks);
+  if (mode === 'ir_se') r = seModule(W, `${prefix}.res_layer.5`, r);
   return G.add(r, shortcut);
 }
 
-/** nn.PReLU, recording its input/output as a kink site when asked (see kinks.ts). */
-function preluSite(W: Weights, prefix: string, x: Tensor, kinks?: KinkSite[]): Tensor {
-  const y = prelu(W, prefix, x);
-  kinks?.push({ name: prefix, pre: x, post: y, slope: W.data(`${prefix}.weight`) });
-  return y;
-}
-
-/**
- * Intermediate values for verification (names follow the fixture hooks); `kinks`, when given, is
- * filled with every PReLU / ReLU of the network (inputs, outputs, slopes) for kinks.ts.
- */
-export interface IrseTaps { body?: Tensor; prenorm?: Tensor; kinks?: KinkSite[] }
+/** Intermediate values for verification (names follow the fixture hooks). */
+export interface IrseTaps { body?: Tensor; prenorm?: Tensor }
 
 /** Backbone.forward: image [N, 3, S, S] (S = config.inputSize) -> unit embeddings [N, E]. */
 export function irseForward(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
@@ -244,8 +228,8 @@ export function irseForward(net: IrseNet, x: Tensor, taps?: IrseTaps): Tensor {
   }
   let h = conv2d(W, 'input_layer.0', x, { padding: 1 });
   h = batchNorm(W, 'input_layer.1', h);
-  h = preluSite(W, 'input_layer.2', h, taps?.kinks);
-  for (const u of irseUnits(c)) h = bottleneckIR(W, `body.${u.index}`, h, u, c.mode, taps?.kinks);
+  h = prelu(W, 'input_layer.2', h);
+  for (const u of irseUnits(c)) h = bottleneckIR(W, `body.${u.index}`, h, u, c.mode);
   if (taps) taps.body = h;
   h = batchNorm(W, 'output_layer.0', h);
   h = G.flatten(h, 1); // C-major, as Flatten's view(N, -1)

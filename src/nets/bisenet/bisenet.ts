@@ -17,8 +17,8 @@
 import * as G from '../../graph/index.ts';
 import type { Tensor } from '../../graph/index.ts';
 import {
-  Weights, batchNorm, bnSpec, bareStateDict, contiguousCount, conv2d, convSpec, readCheckpoint,
-  resizeBilinearAlignCorners, shapeOf, validateStateDict, type KeySpec, type StateDict,
+  Weights, batchNorm, bnSpec, contiguousCount, conv2d, convSpec, loadBareNet, resizeBilinearAlignCorners,
+  shapeOf, type KeySpec, type StateDict,
 } from '../common.ts';
 
 /** Labels of the face-parsing.PyTorch model (prepropess_data.py: label = list index + 1, background 0). */
@@ -133,10 +133,7 @@ export interface BisenetNet { config: BisenetConfig; weights: Weights }
 
 /** BiSeNet from a bare state dict (79999_iter.pth), a path or bytes; strict. */
 export function loadBisenet(source: string | Uint8Array | StateDict, what = 'BiSeNet'): BisenetNet {
-  const sd = source instanceof Map ? source : bareStateDict(readCheckpoint(source as string | Uint8Array), what);
-  const config = inferBisenetConfig(sd, what);
-  validateStateDict(what, sd, bisenetStateSpec(config));
-  return { config, weights: new Weights(what, sd) };
+  return loadBareNet(source, what, inferBisenetConfig, bisenetStateSpec);
 }
 
 // ---------------------------------------------------------------------------------------------

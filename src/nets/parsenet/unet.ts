@@ -20,8 +20,8 @@
 import * as G from '../../graph/index.ts';
 import type { Tensor } from '../../graph/index.ts';
 import {
-  Weights, batchNorm, bnSpec, bareStateDict, conv2d, convSpec, convTranspose2d, readCheckpoint, shapeOf,
-  validateStateDict, type KeySpec, type StateDict,
+  Weights, batchNorm, bnSpec, conv2d, convSpec, convTranspose2d, loadBareNet, shapeOf, type KeySpec,
+  type StateDict,
 } from '../common.ts';
 
 /** CelebAMask-HQ label order (g_mask.py: label = list index + 1, background 0). */
@@ -91,10 +91,7 @@ export interface UnetNet { config: UnetConfig; weights: Weights }
 
 /** The parser from a bare state dict (parsenet.pth), a path or bytes; strict like load_state_dict. */
 export function loadParsenet(source: string | Uint8Array | StateDict, what = 'parsenet'): UnetNet {
-  const sd = source instanceof Map ? source : bareStateDict(readCheckpoint(source as string | Uint8Array), what);
-  const config = inferUnetConfig(sd, what);
-  validateStateDict(what, sd, unetStateSpec(config));
-  return { config, weights: new Weights(what, sd) };
+  return loadBareNet(source, what, inferUnetConfig, unetStateSpec);
 }
 
 // ---------------------------------------------------------------------------------------------

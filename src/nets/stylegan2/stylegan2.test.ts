@@ -14,7 +14,7 @@ import {
   Synthesis, derived, generatorConfig, generatorFromStateDict, generatorSpec, inferGeneratorConfig, loadGenerator, meanLatent,
   mappingSession, noiseResolution, randomGenerator, synthesisFlops,
 } from './stylegan2.ts';
-import { detect, verify } from './verify.ts';
+import { detect, injectIndexOf, truncationOf, verify } from './verify.ts';
 
 const DIR = fixturePath('stylegan2');
 const io = readSafetensors(fixturePath('stylegan2', 'io.safetensors'));
@@ -37,6 +37,26 @@ test('stylegan2: verify() matches every output of io.safetensors and grad.safete
   for (const k of gradFile.tensors.keys()) {
     if (!GRAD_INPUTS.test(k)) assert.ok(names.has(k.startsWith('grad.') ? k : `grad.${k}`), `grad.safetensors '${k}' is not compared`);
   }
+});
+
+test('stylegan2: inject index and truncation psi are read off the fixture latents (README: 3, 0.7)', () => {
+  const L = fixtureConfig.n_latent; const D = fixtureConfig.style_dim;
+  const w = toFloat32Array(tio('w')); const B = w.length / D;
+  assert.equal(injectIndexOf(toFloat32Array(tio('latent_mix')), w, B, L, D), 3);
+  assert.equal(truncationOf(toFloat32Array(tio('latent_trunc')), w, toFloat32Array(tio('mean_latent')), B, L, D), 0.7);
+  // synthetic latents with another index / psi; a latent without a mix has no index
+  const ml = new Float32Array(D).map((_, d) => 0.1 * d);
+  const zb = new Float32Array(B * D).map((_, i) => Math.cos(i) + 2);
+  const mix = new Float32Array(B * L * D); const trunc = new Float32Array(B * L * D); const plain = new Float32Array(B * L * D);
+  for (let b = 0; b < B; b++) for (let r = 0; r < L; r++) for (let d = 0; d < D; d++) {
+    const i = (b * L + r) * D + d;
+    mix[i] = r < 5 ? w[b * D + d] : zb[b * D + d];
+    trunc[i] = ml[d] + 0.5 * (w[b * D + d] - ml[d]);
+    plain[i] = w[b * D + d];
+  }
+  assert.equal(injectIndexOf(mix, w, B, L, D), 5);
+  assert.equal(truncationOf(trunc, w, ml, B, L, D), 0.5);
+  assert.equal(injectIndexOf(plain, w, B, L, D), undefined);
 });
 
 test('stylegan2: detect() recognises only a stylegan2 fixture folder', () => {
