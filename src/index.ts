@@ -45,3 +45,13 @@ export { IoError, ImageError } from './io/errors.ts';
 // the graph builder and the runtime
 export { compile, evaluate, settings as runtimeSettings } from './runtime/session.ts';
 export type { ExecutionProvider, HostTensor } from './runtime/session.ts';
+// training and evaluation of the mappers
+export { Trainer, readLog } from './train/trainer.ts';
+export type { TrainMethod, TrainOptions, StepResult, LogEntry } from './train/trainer.ts';
+export { StyleClipTrainer, STYLECLIP_LAMBDAS } from './train/styleclip.ts';
+export { HairClipTrainer, HAIRCLIP_LAMBDAS } from './train/hairclip.ts';
+export { FfclipTrainer, FFCLIP_LAMBDAS } from './train/ffclip.ts';
+export { latentSource, loadLatents, HAIRSTYLES, HAIR_COLORS, FFCLIP_PROMPTS } from './train/data.ts';
+export { loadTrainNets, loadMapperNets } from './train/nets.ts';
+export type { TrainNets } from './train/common.ts';
+export { evaluateMapper, evalCases, formatEvalTable } from './eval/eval.ts';

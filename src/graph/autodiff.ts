@@ -25,10 +25,12 @@
 //    branches (x = G(w), the targets, the masks) stay forward-only.
 // The costs, and why they are acceptable: one session per configuration (a few; HairCLIP's cut
 // flags change the mapper's structure, so up to 4, compiled lazily); peak memory holds the
-// activations of one G backward plus the losses' networks at once — measured by bench/train.ts at
-// 1024 (far under 24 GB); ONNX's 2 GB protobuf cap counts initializers once each, and G (~120
-// MB), ViT-B/32 (~350 MB), IR-SE50 (~175 MB) and the parser (~8 MB) fit. Per-network VJP
-// sessions remain available (src/runtime/vjp.ts) for verification and one-off gradients.
+// activations of one G backward plus the losses' networks at once — bench/train.ts at 1024
+// (HairCLIP, batch 1, CPU): 6.7 GB RSS after compiling and running the first step, 9.0 GB peak
+// over the whole benchmark (weights held twice, by JS and ORT, included), well inside 24 GB; ONNX's
+// 2 GB protobuf cap counts initializers once each, and G (~120 MB), the ViT-B/32 image tower
+// (~350 MB), IR-SE50 (~175 MB) and the parser (~8 MB) fit. Per-network VJP sessions remain
+// available (src/runtime/vjp.ts) for verification and one-off gradients.
 import type { Node, Tensor } from './graph.ts';
 import { add } from './ops/elementwise.ts';
 

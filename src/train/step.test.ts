@@ -10,7 +10,8 @@ import { latentSource } from './data.ts';
 import { StyleClipTrainer } from './styleclip.ts';
 import { HairClipTrainer, type HairClipSample } from './hairclip.ts';
 import { FfclipTrainer } from './ffclip.ts';
-import { clipGradNorm } from './step.ts';
+import { clipGradNorm, stepGraphHooks } from './step.ts';
+import type { Tensor } from '../graph/graph.ts';
 import { tinyNets } from './testing.ts';
 import type { StepResult } from './trainer.ts';
 import type { ParamTensor } from './optim.ts';
@@ -92,4 +93,30 @@ test('clipGradNorm rescales to the max norm as torch.nn.utils.clip_grad_norm_ (s
   const g2 = new Map([['a', Float32Array.from([0.1])]]);
   clipGradNorm(g2, 5);
   assert.ok(Math.abs(g2.get('a')![0] - 0.1) < 1e-8);
+});
+
+test('one initializer per frozen weight: both G passes (and the CLIP passes) share their constants', async () => {
+  const nets = tinyNets(64);
+  const seen: { dup: number; consts: number; gWeights: number } = { dup: 0, consts: 0, gWeights: 0 };
+  stepGraphHooks.onBuild = (_n, _loss, _params, outputs) => {
+    const byData = new Map<unknown, number>();
+    const visit = new Set<number>(); const stack: Tensor[] = Object.values(outputs);
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (visit.has(t.id)) continue;
+      visit.add(t.id);
+      if (t.kind === 'const' && t.data!.length > 64) byData.set(t.data, (byData.get(t.data) ?? 0) + 1);
+      if (t.node) stack.push(...t.node.inputs);
+    }
+    seen.consts = byData.size;
+    seen.dup = [...byData.values()].filter((c) => c > 1).length;
+    seen.gWeights = [...byData.keys()].filter((d) => d === nets.generator.P.data('convs.0.conv.weight')).length;
+  };
+  try {
+    const m = new FfclipTrainer(nets, await latentSource(nets.generator), { batch: 1 });
+    await m.step(m.sample(new Rng(1)));
+  } finally { stepGraphHooks.onBuild = undefined; }
+  assert.ok(seen.consts > 50);
+  assert.equal(seen.dup, 0, 'a weight array became two constants');
+  assert.equal(seen.gWeights, 1);
 });

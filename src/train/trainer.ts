@@ -73,7 +73,9 @@ export class Trainer<S> {
   restore(): number {
     mkdirSync(join(this.o.outDir, 'checkpoints'), { recursive: true });
     if (!this.o.resume || !existsSync(this.checkpointPath)) {
-      if (!this.o.resume && existsSync(this.logPath)) writeFileSync(this.logPath, '');
+      // starting from step 0 (also when resuming a run killed before its first checkpoint): the
+      // log starts over too, so it never holds a step twice
+      if (existsSync(this.logPath)) writeFileSync(this.logPath, '');
       return 0;
     }
     const ck = loadTrainCheckpoint(this.checkpointPath);
