@@ -1,7 +1,11 @@
 // Shared benchmark helpers: timing (median of several runs after warm-up) and the reference conv
 // that bench:ops and bench:synthesis measure against — a [1,512,64,64] input through a 3x3,
 // 512 -> 512 conv with padding 1, the bulk of a StyleGAN2 synthesis layer at 64 px.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import * as G from '../src/graph/index.ts';
 import { compile, type CompileOptions } from '../src/runtime/session.ts';
 
@@ -122,4 +126,49 @@ export async function convPeakRunner(opts: CompileOptions = {}): Promise<{ run: 
 export function machineLine(): string {
   const cpus = os.cpus();
   return `${os.availableParallelism()} CPUs (${cpus[0]?.model.trim() ?? 'unknown'}), Node ${process.version}`;
+}
+
+// ---------- the PyTorch peer processes (bench/*_peer.py) ----------
+
+/** Debian's python3 (the first python3 on PATH may be another one without python3-torch). */
+export const PYTHON = '/usr/bin/python3';
+
+/** null when the peer can run, else why not (printed by the benches with the install hint). */
+export function torchMissing(modules = 'torch'): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  const r = spawnSync(PYTHON, ['-c', `import ${modules}`], { encoding: 'utf8' });
+  return r.status === 0 ? null : `import ${modules} failed under ${PYTHON}`;
+}
+
+export interface Peer<I = { torch: string; threads: number }> {
+  info: I;
+  /** Sends one command line, returns the peer's one-line reply (a reply starting with 'error' throws). */
+  run(cmd: string): Promise<string>;
+  close(): void;
+}
+
+/**
+ * Starts bench/<script> (a line protocol: it prints 'ready <json>', then answers each command line
+ * with one line); its stderr goes to ours.
+ */
+export async function startPeer<I = { torch: string; threads: number }>(script: string, args: string[]): Promise<Peer<I>> {
+  const child = spawn(PYTHON, [join(import.meta.dirname, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const next = async (): Promise<string> => {
+    const r = await lines.next();
+    if (r.done) throw new Error(`bench/${script} exited early (see its stderr above)`);
+    return r.value;
+  };
+  const ready = await next();
+  if (!ready.startsWith('ready ')) throw new Error(`bench/${script}: unexpected first line '${ready}'`);
+  return {
+    info: JSON.parse(ready.slice(6)) as I,
+    async run(cmd: string) {
+      child.stdin!.write(`${cmd}\n`);
+      const out = await next();
+      if (out.startsWith('error')) throw new Error(`bench/${script}: ${out}`);
+      return out;
+    },
+    close() { child.stdin!.end(); },
+  };
 }

@@ -13,17 +13,14 @@
 // execution mode) on the forward and fwd+bwd graphs, and the two gradient formulations we did not
 // keep (ConvTranspose for the input-gradient, a batch/channel-swapped Conv for the weight-gradient)
 // so the choice in conv.ts can be re-checked on other machines.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as ort from 'onnxruntime-node';
 import * as G from '../src/graph/index.ts';
 import { convWeightGradByConv } from '../src/graph/ops/conv.ts';
 import {
   CONV_BENCH, convBenchFeeds, convBenchGraph, convFlops, convPeakGflops, machineLine, timeInterleaved, type Timing,
   type TimingOptions,
+  startPeer, torchMissing,
 } from './common.ts';
 
 function arg(name: string, dflt: number): number {
@@ -101,9 +98,9 @@ const ours = {
 };
 const contenders: Record<string, () => Promise<unknown>> = Object.fromEntries(Object.entries(ours).map(([n, s]) => [n, s.run]));
 
-const python = '/usr/bin/python3';
-const probe = existsSync(python) ? spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }) : null;
-const peer = probe?.status === 0 ? await startPeer() : null;
+const missing = torchMissing();
+const peer = missing ? null : await startPeer<{ torch: string; threads: number; mkldnn: boolean }>('ops_peer.py',
+  ['--serve', '--threads', String(threads), '--shape', [N, C, H, W, O, k, padding].join(',')]);
 if (peer) for (const pass of PEER_PASSES) contenders[`torch ${pass}`] = () => peer.run(pass);
 const t = await timeInterleaved(contenders, timing);
 for (const s of Object.values(ours)) await s.release();
@@ -120,7 +117,7 @@ console.log(`  forward+backward (one session)                 ${fmt(3 * F, t.all
 console.log(`  convPeakGflops() (bench/common.ts, via src/runtime): ${peak.toFixed(1)} GFLOP/s`);
 
 if (!peer) {
-  console.log(`\nPyTorch not available (${probe ? 'import torch failed under /usr/bin/python3' : '/usr/bin/python3 not found'}): install Debian's python3-torch (apt-get install python3-torch) for the side-by-side numbers; skipping.`);
+  console.log(`\nPyTorch not available (${missing}): install Debian's python3-torch (apt-get install python3-torch) for the side-by-side numbers; skipping.`);
 } else {
   const p = (pass: string) => t[`torch ${pass}`];
   const pBwd = p('grad_input').median + p('grad_weight').median;
@@ -141,26 +138,3 @@ if (!peer) {
   console.log(`conv ratio (ours/pytorch): ${(gflops(3 * F, t.all) / gflops(3 * F, p('fwd_bwd'))).toFixed(2)}`);
 }
 
-// ---------- the PyTorch peer process (bench/ops_peer.py --serve) ----------
-async function startPeer() {
-  const child = spawn(python, [join(import.meta.dirname, 'ops_peer.py'), '--serve', '--threads', String(threads),
-    '--shape', [N, C, H, W, O, k, padding].join(',')], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const r = await lines.next();
-    if (r.done) throw new Error('bench/ops_peer.py exited early (see its stderr above)');
-    return r.value;
-  };
-  const ready = await next();
-  if (!ready.startsWith('ready ')) throw new Error(`bench/ops_peer.py: unexpected first line '${ready}'`);
-  const info = JSON.parse(ready.slice(6)) as { torch: string; threads: number; mkldnn: boolean };
-  return {
-    info,
-    async run(pass: string): Promise<void> {
-      child.stdin!.write(`${pass}\n`);
-      const reply = await next();
-      if (!Number.isFinite(Number(reply))) throw new Error(`bench/ops_peer.py: ${reply}`);
-    },
-    close() { child.stdin!.end(); },
-  };
-}

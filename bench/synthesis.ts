@@ -15,16 +15,14 @@
 //   achieved GFLOP/s = counted FLOPs of one synthesis (from the layer shapes) / our median time,
 //   efficiency = achieved / that conv's GFLOP/s.
 // The last two lines are the issue-3 targets: ratio <= 0.2, efficiency >= 0.5.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { writeSafetensors } from '../src/io/safetensors.ts';
 import { f32, type TensorData } from '../src/io/tensor.ts';
 import { generatorConfig, generatorSpec, mappingSession, randomGenerator, synthesisFlops, Synthesis } from '../src/nets/stylegan2/stylegan2.ts';
 import { Rng } from '../src/train/rng.ts';
-import { convPeakGflops, convPeakRunner, machineLine, median, timeInterleaved, type Timing } from './common.ts';
+import { convPeakGflops, convPeakRunner, machineLine, median, startPeer, timeInterleaved, torchMissing, type Peer, type Timing } from './common.ts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -65,47 +63,23 @@ const tVjpCompile = (performance.now() - t0) / 1000;
 console.log(`built: random weights, mapping, forward session ${tFwdCompile.toFixed(1)} s; VJP session ${tVjpCompile.toFixed(1)} s (first runs included)`);
 
 // ---------- the PyTorch peer ----------
-interface Peer { run(cmd: string): Promise<string>; close(): void; info: { torch: string; threads: number } }
-const python = '/usr/bin/python3';
-const probe = existsSync(python) ? spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' }) : null;
+const missing = torchMissing('torch, numpy');
 const tmp = mkdtempSync(join(os.tmpdir(), 'bench-synthesis-'));
 let peer: Peer | null = null;
-if (probe && probe.status === 0) {
+if (!missing) {
   // the same weights, w+ and R for both sides
   const tensors = new Map<string, TensorData>();
   for (const s of generatorSpec(config)) tensors.set(s.key, f32(s.shape, gen.P.data(s.key)));
   tensors.set('wplus', f32([1, L, D], wplus));
   tensors.set('R', f32([1, 3, size, size], R));
   writeSafetensors(join(tmp, 'g.safetensors'), tensors, { config: JSON.stringify(config) });
-  peer = await startPeer(join(tmp, 'g.safetensors'));
+  peer = await startPeer('synthesis_peer.py', ['--weights', join(tmp, 'g.safetensors'), '--threads', String(threads)]);
   console.log(`PyTorch ${peer.info.torch} (${peer.info.threads} threads), same weights and w+`);
 } else {
-  console.log(`PyTorch not available (${probe ? 'import torch failed under /usr/bin/python3' : '/usr/bin/python3 not found'}): `
+  console.log(`PyTorch not available (${missing}): `
     + 'install Debian\'s python3-torch (apt-get install python3-torch) for the side-by-side numbers; skipping them.');
 }
 
-async function startPeer(weights: string): Promise<Peer> {
-  const child: ChildProcess = spawn(python, [join(import.meta.dirname, 'synthesis_peer.py'), '--weights', weights, '--threads', String(threads)],
-    { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const r = await lines.next();
-    if (r.done) throw new Error('bench/synthesis_peer.py exited early');
-    return r.value;
-  };
-  const ready = await next();
-  if (!ready.startsWith('ready ')) throw new Error(`bench/synthesis_peer.py: unexpected first line '${ready}'`);
-  return {
-    info: JSON.parse(ready.slice(6)),
-    async run(cmd: string) {
-      child.stdin!.write(`${cmd}\n`);
-      const out = await next();
-      if (out.startsWith('error')) throw new Error(`bench/synthesis_peer.py: ${out}`);
-      return out;
-    },
-    close() { child.stdin!.end(); },
-  };
-}
 
 // ---------- the reference conv alone, before and after the timings ----------
 const peakBefore = await convPeakGflops({ runs: 5, warmup: 2 });

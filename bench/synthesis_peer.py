@@ -229,7 +229,7 @@ def read_safetensors(path):
     for k, v in header.items():
         assert v["dtype"] == "F32", k
         b, e = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(data, dtype="<f4", count=(e - b) // 4, offset=base + b).copy()).view(*v["shape"])
+        out[k] = torch.from_numpy(np.frombuffer(data, dtype="<f4", count=(e - b) // 4, offset=base + b).copy()).reshape(v["shape"])
     return out, meta
 
 

@@ -15,11 +15,9 @@
 // ArcFace twice, the parser twice, the mapper) and of the backward pass (each product on the path
 // from the parameters to the loss once per differentiated operand), from the graph's shapes.
 // The last two lines are the issue-4 targets: ratio <= 0.3, efficiency >= 0.35.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Node, Tensor } from '../src/graph/graph.ts';
 import { serializeSafetensors } from '../src/io/safetensors.ts';
 import { TensorData, f32 } from '../src/io/tensor.ts';
@@ -35,7 +33,7 @@ import { stepGraphHooks } from '../src/train/step.ts';
 import { makeOptimizer } from '../src/train/optim.ts';
 import { Rng } from '../src/train/rng.ts';
 import { settings } from '../src/runtime/session.ts';
-import { convPeakGflops, machineLine, median, timeInterleaved, type Timing } from './common.ts';
+import { convPeakGflops, machineLine, median, startPeer, timeInterleaved, torchMissing, type Peer, type Timing } from './common.ts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -143,12 +141,10 @@ if (!counted) throw new Error('the step graph hook did not run');
 const flops = counted as { forward: number; backward: number; executed: number };
 
 // ---------- the PyTorch peer ----------
-interface Peer { run(cmd: string): Promise<string>; close(): void; info: { torch: string; threads: number } }
-const python = '/usr/bin/python3';
-const probe = existsSync(python) ? spawnSync(python, ['-c', 'import torch, numpy'], { encoding: 'utf8' }) : null;
+const missing = torchMissing('torch, numpy');
 const tmp = mkdtempSync(join(os.tmpdir(), 'bench-train-'));
 let peer: Peer | null = null;
-if (probe && probe.status === 0) {
+if (!missing) {
   const tensors = new Map<string, TensorData>();
   for (const k of generatorSpec(gen.config)) tensors.set(`g.${k.key}`, f32(k.shape, gen.P.data(k.key)));
   for (const [k, v] of clip.weights) if (k.startsWith('visual.') || k === 'logit_scale') tensors.set(`clip.${k}`, f32(v.shape, v.data));
@@ -169,34 +165,13 @@ if (probe && probe.status === 0) {
     mapper_keys: JSON.stringify(method.params.map((p) => p.name)),
   }));
   tensors.clear();
-  peer = await startPeer(join(tmp, 'w.safetensors'));
+  peer = await startPeer('train_peer.py', ['--weights', join(tmp, 'w.safetensors'), '--threads', String(threads)]);
   console.log(`PyTorch ${peer.info.torch} (${peer.info.threads} threads), same weights and inputs`);
 } else {
-  console.log(`PyTorch not available (${probe ? 'import torch failed under /usr/bin/python3' : '/usr/bin/python3 not found'}): `
+  console.log(`PyTorch not available (${missing}): `
     + 'install Debian\'s python3-torch for the side-by-side numbers; skipping them.');
 }
 
-async function startPeer(weights: string): Promise<Peer> {
-  const child: ChildProcess = spawn(python, [join(import.meta.dirname, 'train_peer.py'), '--weights', weights, '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-  const next = async (): Promise<string> => {
-    const r = await lines.next();
-    if (r.done) throw new Error('bench/train_peer.py exited early');
-    return r.value;
-  };
-  const ready = await next();
-  if (!ready.startsWith('ready ')) throw new Error(`bench/train_peer.py: unexpected first line '${ready}'`);
-  return {
-    info: JSON.parse(ready.slice(6)),
-    async run(cmd: string) {
-      child.stdin!.write(`${cmd}\n`);
-      const out = await next();
-      if (out.startsWith('error')) throw new Error(`bench/train_peer.py: ${out}`);
-      return out;
-    },
-    close() { child.stdin!.end(); },
-  };
-}
 
 // ---------- agreement on the same inputs (before any update) ----------
 const TERMS = ['loss_id', 'loss_text_hairstyle', 'loss_text_color', 'loss_img_hairstyle', 'loss_img_color', 'loss_maintain_color_for_hairstyle', 'loss_background', 'loss_l2_latent'];

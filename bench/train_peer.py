@@ -32,24 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from synthesis_peer import Generator  # noqa: E402
-import struct  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for k, v in header.items():
-        assert v["dtype"] == "F32", k
-        b, e = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(data, dtype="<f4", count=(e - b) // 4, offset=8 + n + b).copy()).reshape(v["shape"])
-    return out, meta
+from synthesis_peer import Generator, read_safetensors  # noqa: E402
 
 
 # ---------- CLIP ViT (openai/CLIP clip/model.py) ----------
@@ -414,18 +397,12 @@ def main():
             t0 = time.perf_counter()
             step()
             print(f"{time.perf_counter() - t0:.6f}", flush=True)
-        elif cmd[0] == "dump":
-            terms, total = step(update=False)
-            with open(cmd[1], "wb") as f:
-                f.write(torch.stack([*[x.detach().float() for x in terms], total.detach().float()]).numpy().astype("<f4").tobytes())
-                for k in keys:
-                    gr = named[k[len("mapper."):]].grad
-                    f.write((gr if gr is not None else torch.zeros_like(named[k[len("mapper."):]])).numpy().astype("<f4").tobytes())
-            print("ok", flush=True)
-        elif cmd[0] == "dumpnoid":
-            # the same dump with the identity term's weight set to 0 (see bench/train.ts)
+        elif cmd[0] in ("dump", "dumpnoid"):
+            # the loss terms, the total and every mapper gradient of one step without an update;
+            # dumpnoid: the same with the identity term's weight set to 0 (see bench/train.ts)
             saved = lw[0].item()
-            lw[0] = 0
+            if cmd[0] == "dumpnoid":
+                lw[0] = 0
             terms, total = step(update=False)
             lw[0] = saved
             with open(cmd[1], "wb") as f:
