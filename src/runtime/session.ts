@@ -40,6 +40,20 @@ function checkProvider(ep: ExecutionProvider): void {
   }
 }
 
+/** What a user can do about a GPU provider that is listed but cannot start (ORT's own message kept at the end). */
+const PROVIDER_HINT: Partial<Record<ExecutionProvider, string>> = {
+  cuda: 'it needs an NVIDIA GPU with its driver, CUDA 12 / cuDNN 9, and the CUDA binaries that onnxruntime-node\'s install ' +
+    'script downloads (not fetched when ONNXRUNTIME_NODE_INSTALL=skip)',
+  webgpu: 'it needs a GPU adapter: on Linux a Vulkan driver and the loader libvulkan.so.1',
+};
+
+function providerError(ep: ExecutionProvider, e: unknown): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (ep === 'cpu') return e instanceof Error ? e : new Error(msg);
+  return new Error(`execution provider '${ep}' could not start: ${PROVIDER_HINT[ep] ?? 'see below'}; ` +
+    `use executionProvider 'cpu' (CLIPMAPPER_EP=cpu) otherwise. ONNX Runtime said: ${msg.split('\n')[0].slice(0, 400)}`, { cause: e });
+}
+
 const cache = new Map<string, Promise<ort.InferenceSession>>();
 
 export interface CompileOptions { executionProvider?: ExecutionProvider; threads?: number; name?: string }
@@ -98,7 +112,7 @@ export async function compileBytes(bytes: Uint8Array, graphInputs: Tensor[], out
       // session config entries session.intra_op.allow_spinning / session.inter_op.allow_spinning
       so.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
     }
-    p = ort.InferenceSession.create(bytes, so);
+    p = ort.InferenceSession.create(bytes, so).catch((e: unknown) => { throw providerError(ep, e); });
     cache.set(key, p);
     p.catch(() => cache.delete(key));
   }
