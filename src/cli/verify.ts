@@ -17,6 +17,7 @@ const VERIFIERS: { name: string; load: () => Promise<{ detect(dir: string): bool
   { name: 'e4e', load: () => import('../nets/e4e/verify.ts') },
   { name: 'mapper', load: () => import('../mappers/verify_mapper.ts') },
   { name: 'ffclip', load: () => import('../mappers/verify_ffclip.ts') },
+  { name: 'ops', load: () => import('../verify/ops.ts') },
 ];
 
 export async function findVerifier(dir: string, kind?: string): Promise<Verifier> {

@@ -1,6 +1,6 @@
 // Resize, adaptive pooling, upsample+pool and upfirdn2d (src/graph/ops/resample.ts, upfirdn2d.ts):
-// finite-difference checks of their gradients, and forward values and gradients against PyTorch
-// (test/fixtures/ops/resize.safetensors, grad_resize.safetensors; see that folder's README).
+// finite-difference checks of their gradients and the align_corners matrices (the PyTorch fixtures
+// test/fixtures/ops/{resize,grad_resize}.safetensors are checked by src/verify/ops.ts).
 //
 // How eps is chosen for the FD checks: see the header of src/graph/testing.ts (five-point
 // stencil, h = 1e-2 * max(1, rms(x)), float64 loss). All these maps are linear in x (constant
@@ -8,17 +8,9 @@
 // gradient is the adjoint of its forward, across up/down ratios, clamped edge taps and crops.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { Graph, type Tensor } from '../graph.ts';
-import { vjp } from '../autodiff.ts';
-import { slice } from './shape.ts';
 import { adaptiveAvgPool2d, resize, resizeMatrix, upsamplePool, upsampleNearest } from './resample.ts';
 import { makeKernel, upfirdn2d } from './upfirdn2d.ts';
 import { fdTest } from '../testing.ts';
-import { evaluate } from '../../runtime/session.ts';
-import { readSafetensors } from '../../io/safetensors.ts';
-import type { TensorData } from '../../io/tensor.ts';
-import { compare, formatLine, type CompareLine } from '../../verify/compare.ts';
 
 // ---------- finite differences ----------
 fdTest(['MatMul'], 'resize nearest 5x6 -> 7x4 (non-integer ratios)', [[1, 2, 5, 6]], ([x]) => resize(x, [7, 4], 'nearest'));
@@ -44,74 +36,8 @@ fdTest(['Slice', 'Conv'], 'upfirdn2d up 2 with negative pad x0 = y0 = -1 (crop),
 fdTest(['Conv'], 'upfirdn2d asymmetric non-separable 3x2 kernel, up 2 down 3, pads (1,0,2,1)', [[1, 1, 7, 6]],
   ([x]) => upfirdn2d(x, Float32Array.from([1, -2, 0.5, 3, 0.25, -1]), 3, 2, { up: 2, down: 3, padXY: [1, 0, 2, 1] }));
 
-// ---------- PyTorch fixtures ----------
-const FIX = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures', 'ops');
-
-function u8ToImage(t: TensorData): Float32Array {
-  if (t.dtype !== 'uint8') throw new Error(`expected a uint8 image, got ${t}`);
-  return Float32Array.from(t.data as Uint8Array, (v) => (v - 128) / 128); // exact in float32, as the fixtures define x
-}
-function assertAll(lines: CompareLine[]): void {
-  for (const l of lines) assert.ok(l.pass, formatLine(l));
-}
-
-test('resize / adaptive pools match PyTorch on the 1024x1024 fixture image', async (t) => {
-  const f = readSafetensors(join(FIX, 'resize.safetensors'));
-  const g = new Graph('resize');
-  const x = g.input('x', f.tensors.get('input_u8')!.shape);
-  const p256 = adaptiveAvgPool2d(x, [256, 256]);
-  const outs: Record<string, Tensor> = {
-    adaptive_avg_pool_1024_to_224: adaptiveAvgPool2d(x, [224, 224]),
-    bicubic_1024_to_224: resize(x, [224, 224], 'bicubic'),
-    clip_loss_resize_1024_to_224: upsamplePool(x, 7, 32),
-    adaptive_avg_pool_1024_to_256: p256,
-    adaptive_avg_pool_256_to_224: adaptiveAvgPool2d(p256, [224, 224]),
-    // IDLoss.extract_feats: [:, :, 35:223, 32:220] then AdaptiveAvgPool2d(112)
-    idloss_crop_pool_256_to_112: adaptiveAvgPool2d(slice(p256, [35, 32], [223, 220], [2, 3]), [112, 112]),
-  };
-  const r = await evaluate(outs, { x: u8ToImage(f.tensors.get('input_u8')!) });
-  // README: the pools are exact up to float32 summation order (suggested atol 1e-6). Bicubic:
-  // PyTorch rounds its source coordinates in float32 with a fused multiply-add, which resizeMatrix
-  // emulates, so we hold it to 1e-5 — well below the 7.5e-5 of a float64-coordinate bicubic.
-  const lines = Object.keys(outs).map((k) => compare(`resize ${k}`, r[k].data as Float32Array, f.tensors.get(k)!.data as Float32Array,
-    { atol: k.startsWith('bicubic') ? 1e-5 : 1e-6, rtol: 0 }));
-  for (const l of lines) t.diagnostic(formatLine(l));
-  assertAll(lines);
-});
-
-test('resize / adaptive pool gradients match PyTorch autograd (grad_resize fixture)', async (t) => {
-  const f = readSafetensors(join(FIX, 'grad_resize.safetensors'));
-  const atol = JSON.parse(f.metadata.suggested_atol) as Record<string, number>;
-  const cases: [string, string, (x: Tensor) => Tensor][] = [
-    ['adaptive_avg_pool_1024_to_224', 'x1024', (x) => adaptiveAvgPool2d(x, [224, 7])],
-    ['adaptive_avg_pool_1024_to_256', 'x1024', (x) => adaptiveAvgPool2d(x, [256, 8])],
-    ['bicubic_1024_to_224', 'x1024', (x) => resize(x, [224, 7], 'bicubic')],
-    ['clip_loss_resize_1024_to_224', 'x1024', (x) => upsamplePool(x, 7, 32)],
-    ['adaptive_avg_pool_256_to_224', 'x256', (x) => adaptiveAvgPool2d(x, [224, 28])],
-    ['clip_loss_resize_256_to_224', 'x256', (x) => upsamplePool(x, 7, 8)],
-  ];
-  const lines: CompareLine[] = [];
-  for (const [name, input, op] of cases) {
-    const src = f.tensors.get(`${input}_u8`)!;
-    const R = f.tensors.get(`${name}.R`)!;
-    const g = new Graph(name);
-    const x = g.input('x', src.shape);
-    const cot = g.input('R', R.shape);
-    const y = op(x);
-    const [gx] = vjp([y], [cot], [x]);
-    const r = await evaluate({ y, gx }, { x: u8ToImage(src), R: R.data as Float32Array });
-    const yv = r.y.data as Float32Array; const rv = R.data as Float32Array;
-    let loss = 0;
-    for (let i = 0; i < yv.length; i++) loss += yv[i] * rv[i];
-    const tol = (k: string) => ({ atol: atol[k], rtol: 0 });
-    lines.push(compare(`${name}.out`, yv, f.tensors.get(`${name}.out`)!.data as Float32Array, tol(`${name}.out`)));
-    lines.push(compare(`${name}.loss`, [loss], f.tensors.get(`${name}.loss`)!.data as Float32Array, tol(`${name}.loss`)));
-    const gk = `${name}.grad.${input}`;
-    lines.push(compare(gk, r.gx.data as Float32Array, f.tensors.get(gk)!.data as Float32Array, tol(gk)));
-  }
-  for (const l of lines) t.diagnostic(formatLine(l));
-  assertAll(lines);
-});
+// Forward values and gradients against PyTorch (test/fixtures/ops/resize.safetensors,
+// grad_resize.safetensors): src/verify/ops.ts, run by src/verify/ops.test.ts and `clipmapper verify`.
 
 test('align_corners resize matrices match PyTorch 1.13 (5 -> 11, impulse responses)', () => {
   // F.interpolate(eye(5).view(5, 1, 5, 1), size=(11, 1), mode, align_corners=True), rows = outputs
