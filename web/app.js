@@ -2,13 +2,17 @@
 //
 // Server mode: the form goes to POST /api/edit as multipart; the answer is the edited photo (PNG).
 // Browser mode: POST /api/export (JSON conditions) makes the server write the edit as ONNX
-// (e4e.onnx: aligned face -> w+, edit.onnx: w+, alpha -> image) and answer with the manifest; the
-// page loads both with onnxruntime-web (WebGPU when the browser offers an adapter, wasm otherwise)
-// and runs them here on a centre crop of the photo. No face detection, alignment or paste-back
-// runs in the browser: give it a roughly centred, FFHQ-like portrait.
+// (e4e.onnx: aligned face -> w+, edit.onnx: w+, alpha -> image, parser.onnx: crop -> labels) and
+// answer with the manifest. Everything else runs here, on the photo's pixels, with the same steps
+// and the same code as the server's pipeline: face-api's browser build finds the face (SSD boxes
+// confirmed by the Tiny detector, 68 landmarks refined on an upright view: detect_core.ts), our
+// FFHQ alignment, e4e and the edit in onnxruntime-web (WebGPU when the browser offers an adapter,
+// wasm otherwise), the parser's blend mask and the paste-back into the photo (/lib/clipmapper.js
+// is src/web/browser.ts bundled by the server). Only the exported graphs and the page's code come
+// from the server; the photo never leaves the browser.
 
 const $ = (id) => document.getElementById(id);
-const state = { health: null, ort: null, ep: null, sessions: new Map() };
+const state = { health: null, ort: null, ep: null, sessions: new Map(), faceapi: null };
 
 function setStatus(msg, error = false) {
   const s = $('status');
@@ -125,39 +129,68 @@ async function session(ort, url) {
   return s;
 }
 
-/** The photo's centre square, resized to size x size, as [1, 3, size, size] float32 in [-1, 1]. */
-async function photoTensor(ort, file, size) {
-  const bmp = await createImageBitmap(file);
-  const side = Math.min(bmp.width, bmp.height);
-  const c = new OffscreenCanvas(size, size);
-  const ctx = c.getContext('2d');
-  ctx.drawImage(bmp, (bmp.width - side) / 2, (bmp.height - side) / 2, side, side, 0, 0, size, size);
-  const px = ctx.getImageData(0, 0, size, size).data;
-  const plane = size * size;
-  const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) for (let ch = 0; ch < 3; ch++) out[ch * plane + i] = px[4 * i + ch] / 127.5 - 1;
-  return new ort.Tensor('float32', out, [1, 3, size, size]);
+// face-api's browser build (tfjs bundled; it picks WebGL or its CPU backend) and our code
+async function loadDetector() {
+  if (state.faceapi) return state.faceapi;
+  const [faceapi, lib] = await Promise.all([import('/face-api/dist/face-api.esm.js'), import('/lib/clipmapper.js')]);
+  await faceapi.tf.ready();
+  await Promise.all([
+    faceapi.nets.ssdMobilenetv1.loadFromUri('/face-api/model'),
+    faceapi.nets.tinyFaceDetector.loadFromUri('/face-api/model'),
+    faceapi.nets.faceLandmark68Net.loadFromUri('/face-api/model'),
+  ]);
+  state.faceapi = { faceapi, lib };
+  return state.faceapi;
 }
 
-/** [1, 3, S, S] in [-1, 1] -> a PNG object URL. */
-async function tensorToUrl(t) {
-  const [, , H, W] = t.dims;
-  const d = t.data;
-  const c = new OffscreenCanvas(W, H);
+/** The upload as 8-bit RGB {data, width, height} (as the server decodes it: alpha dropped). */
+async function decodeRgb(file) {
+  const bmp = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  const c = new OffscreenCanvas(bmp.width, bmp.height);
   const ctx = c.getContext('2d');
-  const img = ctx.createImageData(W, H);
-  const plane = W * H;
+  ctx.drawImage(bmp, 0, 0);
+  const px = ctx.getImageData(0, 0, bmp.width, bmp.height).data;
+  const data = new Uint8Array(bmp.width * bmp.height * 3);
+  for (let i = 0, j = 0; i < px.length; i += 4, j += 3) { data[j] = px[i]; data[j + 1] = px[i + 1]; data[j + 2] = px[i + 2]; }
+  return { data, width: bmp.width, height: bmp.height };
+}
+
+// byte -> [-1, 1] with the float32 operations of src/io/image.ts rgbToTensor (torchvision's)
+const LUT = Float32Array.from({ length: 256 }, (_, u) => Math.fround(Math.fround(Math.fround(u / 255) - 0.5) / 0.5));
+
+/** RGB -> [1, 3, S, S] float32 in [-1, 1]. */
+function rgbTensor(ort, img) {
+  const plane = img.width * img.height;
+  const out = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) for (let ch = 0; ch < 3; ch++) out[ch * plane + i] = LUT[img.data[3 * i + ch]];
+  return new ort.Tensor('float32', out, [1, 3, img.height, img.width]);
+}
+
+/** [1, 3, S, S] in [-1, 1] -> RGB, rounded and clamped as src/io/image.ts tensorToRgb does. */
+function tensorRgb(t) {
+  const [, , H, W] = t.dims;
+  const d = t.data, plane = W * H, data = new Uint8Array(3 * plane);
   for (let i = 0; i < plane; i++) {
-    for (let ch = 0; ch < 3; ch++) img.data[4 * i + ch] = Math.max(0, Math.min(255, Math.floor((d[ch * plane + i] + 1) * 127.5 + 0.5)));
-    img.data[4 * i + 3] = 255;
+    for (let ch = 0; ch < 3; ch++) {
+      const v = Math.floor((d[ch * plane + i] + 1) * 127.5 + 0.5);
+      data[3 * i + ch] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
   }
-  ctx.putImageData(img, 0, 0);
+  return { data, width: W, height: H };
+}
+
+async function rgbToUrl(img) {
+  const c = new OffscreenCanvas(img.width, img.height);
+  const ctx = c.getContext('2d');
+  const id = ctx.createImageData(img.width, img.height);
+  for (let i = 0, j = 0; j < img.data.length; i += 4, j += 3) { id.data[i] = img.data[j]; id.data[i + 1] = img.data[j + 1]; id.data[i + 2] = img.data[j + 2]; id.data[i + 3] = 255; }
+  ctx.putImageData(id, 0, 0);
   return URL.createObjectURL(await c.convertToBlob({ type: 'image/png' }));
 }
 
 async function editInBrowser(photo) {
-  setStatus('loading onnxruntime-web…');
-  const ort = await loadOrt();
+  setStatus('loading onnxruntime-web and the face detector…');
+  const [ort, { faceapi, lib }] = await Promise.all([loadOrt(), loadDetector()]);
   setStatus('exporting the edit on the server (once per condition set)…');
   const body = { method: method() };
   for (const k of ['hairstyle', 'color', 'text']) if ($(k).value.trim()) body[k] = $(k).value.trim();
@@ -165,13 +198,44 @@ async function editInBrowser(photo) {
   const j = await r.json();
   if (!r.ok) throw new Error(j.message ?? `${r.status}`);
   const { base, manifest } = j;
+  const timings = {};
+  let t = performance.now();
+  const lap = (k) => { const n = performance.now(); timings[k] = Math.round(n - t); t = n; };
+
+  setStatus(`detecting the face (tfjs ${faceapi.tf.getBackend()})…`);
+  const img = await decodeRgb(photo);
+  const faces = await lib.detectWithFaceApi(faceapi, img, {}, 'the uploaded photo');
+  const face = faces[0];
+  lap('detect');
+  const S = manifest.generator.size, Se = manifest.e4e.inputSize;
+  const big = lib.alignFfhq(img, face.landmarks, { outputSize: S });
+  const small = Se === S ? big : lib.alignFfhq(img, face.landmarks, { outputSize: Se, transformSize: Se });
+  lap('align');
+
   setStatus(`running e4e and the edit in the browser (${state.ep})…`);
   const e4e = await session(ort, base + manifest.files.e4e.file);
   const edit = await session(ort, base + manifest.files.edit.file);
-  const x = await photoTensor(ort, photo, manifest.e4e.inputSize);
-  const { w } = await e4e.run({ image: x });
+  const { w } = await e4e.run({ image: rgbTensor(ort, small.image) });
   const out = await edit.run({ w, alpha: new ort.Tensor('float32', new Float32Array([alpha()]), [1]) });
-  await loadInto($('after'), await tensorToUrl(out.image));
+  const edited = tensorRgb(out.image);
+  lap('edit');
+
+  let mask;
+  if (manifest.parser && manifest.files.parser) {
+    const parser = await session(ort, base + manifest.files.parser.file);
+    const P = manifest.parser.size;
+    const src = (await parser.run({ image: rgbTensor(ort, big.image) })).labels.data;
+    const dst = (await parser.run({ image: out.image })).labels.data;
+    mask = lib.blendMask([Int32Array.from(src), Int32Array.from(dst)], P, manifest.parser.classes.head, S);
+  } else {
+    mask = lib.featherMask(lib.fullMask(S), Math.max(1, Math.round(0.05 * S)));
+  }
+  lap('mask');
+  const result = lib.pasteBack(img, edited, mask, big.alignment);
+  lap('paste');
+  await loadInto($('after'), await rgbToUrl(result));
+  $('after').dataset.face = JSON.stringify(face.box);
+  $('after').dataset.timings = JSON.stringify(timings);
 }
 
 init();

@@ -5,8 +5,10 @@
 //                       -> the edited photo as PNG (headers: X-Clipmapper-Timings, X-Clipmapper-Method)
 //   GET  /api/health    status, methods and their default alpha, queue, limits, memory, counters
 //   POST /api/export    JSON {method, hairstyle, color, text} -> manifest of the edit exported as
-//                       .onnx (edit + e4e), files served under /models/<id>/ (the page's browser mode)
-//   GET  /              the web page (web/), /ort/* onnxruntime-web's files, /models/* exports
+//                       .onnx (edit + e4e + parser), files served under /models/<id>/ (the page's browser mode)
+//   GET  /              the web page (web/), /ort/* onnxruntime-web's files, /models/* exports,
+//                       /lib/clipmapper.js our browser-side code (src/web/browser.ts, bundled),
+//                       /face-api/* face-api's browser build and its model files
 //
 // Sessions are loaded once at start (one editor per method) and shared by every request. Inference
 // runs through a bounded queue (concurrency 1): a request that finds it full gets 503 with
@@ -23,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
+import { browserBundle } from './bundle.ts';
 import fastifyStatic from '@fastify/static';
 import sharp, { type Metadata } from 'sharp';
 import { pipeline, ConditionError, type EditConditions, type FaceEditor, type PipelineOptions } from '../pipeline/editor.ts';
@@ -64,6 +67,14 @@ export const WEB_DIR = join(HERE, '../../web');
 function ortWebDir(): string | null {
   try {
     return dirname(createRequire(import.meta.url).resolve('onnxruntime-web'));
+  } catch {
+    return null;
+  }
+}
+
+function faceApiDir(): string | null {
+  try {
+    return dirname(createRequire(import.meta.url).resolve('@vladmandic/face-api/package.json'));
   } catch {
     return null;
   }
@@ -250,13 +261,23 @@ export async function createServer(o: ServerOptions = {}): Promise<ClipmapperSer
     const dir = join(exportDir, id);
     const manifestPath = join(dir, 'manifest.json');
     const manifest = existsSync(manifestPath) ? JSON.parse(await readFile(manifestPath, 'utf8'))
-      : await queue.run(() => exportEdit(editor, dir, cond, { withE4e: true, withParser: false }));
+      : await queue.run(() => exportEdit(editor, dir, cond, { withE4e: true, withParser: true }));
     return { id, base: `/models/${id}/`, manifest };
   });
 
   await app.register(fastifyStatic, { root: o.webDir ?? WEB_DIR, prefix: '/', index: ['index.html'] });
   const ort = ortWebDir();
   if (ort) await app.register(fastifyStatic, { root: ort, prefix: '/ort/', decorateReply: false });
+  const faceApi = faceApiDir();
+  if (faceApi) {
+    // only the browser bundle and the three models detect_core.ts uses
+    await app.register(fastifyStatic, { root: join(faceApi, 'dist'), prefix: '/face-api/dist/', decorateReply: false, allowedPath: (p) => /^\/face-api\.esm\.js$/.test(p) });
+    await app.register(fastifyStatic, {
+      root: join(faceApi, 'model'), prefix: '/face-api/model/', decorateReply: false,
+      allowedPath: (p) => /^\/(ssd_mobilenetv1|tiny_face_detector|face_landmark_68)_model[-.\w]*\.(json|bin)$/.test(p),
+    });
+  }
+  app.get('/lib/clipmapper.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').send(await browserBundle()));
   const { mkdirSync } = await import('node:fs');
   mkdirSync(exportDir, { recursive: true });
   await app.register(fastifyStatic, { root: exportDir, prefix: '/models/', decorateReply: false });

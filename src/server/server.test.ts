@@ -125,6 +125,25 @@ test('POST /api/export writes the edit as ONNX and serves it; GET / serves the p
   assert.match(await page.text(), /<script type="module" src="app.js">/);
   assert.equal((await fetch(`${base}/app.js`)).status, 200);
   assert.equal((await fetch(`${base}/ort/ort.webgpu.min.mjs`)).status, 200);
+  // browser mode's parts: parser.onnx exported, face-api's bundle and its three models (nothing
+  // else of the package), and our bundled browser code as an importable module
+  const withParser = j.manifest as unknown as { files: { parser?: { file: string } }; parser: { size: number; classes: { head: number[] } } | null };
+  assert.ok(withParser.files.parser && withParser.parser && withParser.parser.classes.head.length > 0, 'parser.onnx exported with its classes');
+  assert.equal((await fetch(`${base}${j.base}${withParser.files.parser.file}`)).status, 200);
+  assert.equal((await fetch(`${base}/face-api/dist/face-api.esm.js`)).status, 200);
+  for (const m of ['ssd_mobilenetv1', 'tiny_face_detector', 'face_landmark_68']) {
+    const manifest = await fetch(`${base}/face-api/model/${m}_model-weights_manifest.json`);
+    assert.equal(manifest.status, 200, m);
+    const shards = (await manifest.json() as { paths: string[] }[]).flatMap((g) => g.paths);
+    for (const shard of shards) assert.equal((await fetch(`${base}/face-api/model/${shard}`)).status, 200, shard);
+  }
+  assert.equal((await fetch(`${base}/face-api/model/age_gender_model.bin`)).status, 404, 'only the models detection uses');
+  assert.equal((await fetch(`${base}/face-api/package.json`)).status, 404);
+  const lib = await fetch(`${base}/lib/clipmapper.js`);
+  assert.equal(lib.status, 200);
+  assert.match(lib.headers.get('content-type') ?? '', /javascript/);
+  const mod = await import(`data:text/javascript;base64,${Buffer.from(await lib.text()).toString('base64')}`) as Record<string, unknown>;
+  for (const f of ['detectWithFaceApi', 'alignFfhq', 'pasteBack', 'featherMask', 'fullMask', 'blendMask']) assert.equal(typeof mod[f], 'function', f);
   const nf = await fetch(`${base}/api/nope`);
   assert.equal(nf.status, 404);
 });

@@ -38,7 +38,7 @@ before(async () => {
 });
 after(async () => { await browser?.close(); await app?.close(); });
 
-test('web page: upload astronaut.png, type a hairstyle, receive the edited photo (server mode), then run it in the browser (onnxruntime-web)', { skip, timeout: 180_000 }, async (t) => {
+test('web page: upload astronaut.png, type a hairstyle, receive the edited photo (server mode), then run it in the browser (onnxruntime-web)', { skip, timeout: 300_000 }, async (t) => {
   const page = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
   const logs: string[] = [];
   page.on('console', (m: { text(): string }) => logs.push(m.text()));
@@ -64,19 +64,57 @@ test('web page: upload astronaut.png, type a hairstyle, receive the edited photo
   await page.waitForSelector('#status.error');
   assert.match(await page.textContent('#status'), /no face found in the uploaded photo/);
 
-  // browser mode: the server exports e4e.onnx + edit.onnx, the page runs them with onnxruntime-web
+  // browser mode: the server exports e4e.onnx + edit.onnx + parser.onnx; the page finds the face
+  // (face-api's browser build), aligns, runs the graphs with onnxruntime-web, masks and pastes back
   await page.setInputFiles('#photo', TEST_IMAGES.astronaut);
   await page.check('input[name=mode][value=browser]');
   await page.click('#go');
   try {
-    await page.waitForSelector('#after[data-done="1"]', { timeout: 90_000 });
+    await page.waitForSelector('#after[data-done="1"]', { timeout: 150_000 });
   } catch (e) {
     throw new Error(`browser mode did not finish: status '${await page.textContent('#status')}'; console: ${logs.join(' | ')}`, { cause: e });
   }
-  assert.deepEqual(await page.$eval('#after', (img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [64, 64], 'the edited 64 px crop');
+  assert.deepEqual(await page.$eval('#after', (img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [512, 512], 'the whole photo, at its size');
   const status = await page.textContent('#status');
   assert.match(status, /done in .* s \(browser, (wasm|webgpu)\)/);
+  const box = JSON.parse(await page.$eval('#after', (img: HTMLImageElement) => img.dataset.face!)) as { x: number; y: number; width: number; height: number };
+  assert.ok(box.x > 150 && box.x < 210 && box.y > 40 && box.y < 110 && box.width > 60 && box.width < 120, `browser detection box ${JSON.stringify(box)}`);
+  // pixels far outside the blend mask are the photo's own bytes; inside, the edit changed the face
+  // (a string: tsx's transform would wrap inner functions in a helper the page does not have)
+  const diff = await page.evaluate(`(async () => {
+    const read = async (src) => {
+      const im = new Image();
+      im.src = src;
+      await im.decode();
+      const c = document.createElement('canvas');
+      c.width = im.naturalWidth; c.height = im.naturalHeight;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(im, 0, 0);
+      return ctx.getImageData(0, 0, c.width, c.height).data;
+    };
+    const a = await read(document.getElementById('before').src);
+    const b = await read(document.getElementById('after').src);
+    let outside = 0, inside = 0;
+    for (let y = 0; y < 512; y++) {
+      for (let x = 0; x < 512; x++) {
+        const i = (y * 512 + x) * 4;
+        const d = Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]);
+        if (x >= 400 || y >= 400 || (x < 120 && y < 200)) outside += d; // well away from the face at ~(180..265, 70..175)
+        else if (x > 195 && x < 250 && y > 100 && y < 160) inside += d;
+      }
+    }
+    return { outside, inside };
+  })()`) as { outside: number; inside: number };
+  assert.equal(diff.outside, 0, 'photo pixels outside the blend mask are unchanged');
+  assert.ok(diff.inside > 0, 'the face region was edited');
+  const timings = await page.$eval('#after', (img: HTMLImageElement) => img.dataset.timings!);
   const shot2 = `${OUT}web-browser-mode.png`;
   await page.screenshot({ path: shot2, fullPage: true });
-  t.diagnostic(`browser mode: ${status}; screenshot: ${shot2}`);
+  t.diagnostic(`browser mode: ${status}; steps (ms) ${timings}; screenshot: ${shot2}`);
+
+  // no face in the browser either: the same message
+  await page.setInputFiles('#photo', TEST_IMAGES.chelsea);
+  await page.click('#go');
+  await page.waitForSelector('#status.error', { timeout: 60_000 });
+  assert.match(await page.textContent('#status'), /no face found in the uploaded photo/);
 });
