@@ -65,7 +65,7 @@ async function run() {
   const photo = $('photo').files[0];
   if (!photo) throw new Error('choose a photo first');
   $('after').removeAttribute('src');
-  delete $('after').dataset.done;
+  for (const k of ['done', 'face', 'landmarks', 'tfjs', 'timings']) delete $('after').dataset[k];
   $('go').disabled = true;
   const t0 = performance.now();
   try {
@@ -235,6 +235,8 @@ async function editInBrowser(photo) {
   lap('paste');
   await loadInto($('after'), await rgbToUrl(result));
   $('after').dataset.face = JSON.stringify(face.box);
+  $('after').dataset.tfjs = faceapi.tf.getBackend();
+  $('after').dataset.landmarks = JSON.stringify(face.landmarks.map(([x, y]) => [Math.round(x * 1000) / 1000, Math.round(y * 1000) / 1000]));
   $('after').dataset.timings = JSON.stringify(timings);
 }
 

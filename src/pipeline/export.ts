@@ -8,9 +8,10 @@
 //   parser.onnx  image [1, 3, S, S] float32 in [-1, 1] -> labels [1, P, P] int32                (optional)
 //   manifest.json  what each file takes and gives, the edit's conditions, sizes, label classes
 //
-// Graphs are opset 18, weights stored as initializers (raw float32). Face detection, alignment and
-// paste-back are not in the graphs (they run in Node: src/align); the web page's browser mode
-// feeds e4e.onnx a centre crop of the upload and shows the edited crop.
+// Graphs are opset 18, weights stored as initializers (raw float32). Face detection, alignment, the
+// blend mask and paste-back are not in the graphs: they run around them, in Node (src/align,
+// src/pipeline/mask.ts) or, in the web page's browser mode, as the same code bundled for the page
+// (src/web/browser.ts) with face-api's browser build doing the detection.
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,7 +1,9 @@
 // Issue 5 (d): the web page in a real browser (Debian's chromium through playwright-core), on the
 // tiny networks: upload astronaut.png, type a hairstyle, get the edited photo back (server mode),
-// then the same edit run in the page by onnxruntime-web (browser mode). Screenshots go to
-// test/output/. Skipped, loudly, only when /usr/bin/chromium is absent (.ci/run installs it).
+// then the same edit run in the page (browser mode: face-api's browser build + our bundled
+// detection core, alignment, mask and paste-back, the graphs in onnxruntime-web): the whole photo
+// at its size, the same landmarks as Node's detector, photo bytes kept outside the mask, and the
+// cat photo refused with the no-face message. Screenshots go to test/output/. Skipped, loudly, only when /usr/bin/chromium is absent (.ci/run installs it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -9,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer, type ClipmapperServer } from '../../src/server/index.ts';
 import { pipeline } from '../../src/pipeline/editor.ts';
 import { tinyWeights, TEST_IMAGES } from '../../src/pipeline/testing.ts';
+import { detectFace } from '../../src/align/detect.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT = fileURLToPath(new URL('../output/', import.meta.url));
@@ -54,6 +57,7 @@ test('web page: upload astronaut.png, type a hairstyle, receive the edited photo
   const size = await page.$eval('#after', (img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
   assert.deepEqual(size, [512, 512], 'the edited photo, at the photo size');
   assert.match(await page.textContent('#status'), /done in .* s \(server\)/);
+  const serverResult = await page.$eval('#after', (img: HTMLImageElement) => img.src); // a blob: URL, kept for the comparison below
   const shot = `${OUT}web-server-mode.png`;
   await page.screenshot({ path: shot, fullPage: true });
   t.diagnostic(`screenshot: ${shot}`);
@@ -79,6 +83,16 @@ test('web page: upload astronaut.png, type a hairstyle, receive the edited photo
   assert.match(status, /done in .* s \(browser, (wasm|webgpu)\)/);
   const box = JSON.parse(await page.$eval('#after', (img: HTMLImageElement) => img.dataset.face!)) as { x: number; y: number; width: number; height: number };
   assert.ok(box.x > 150 && box.x < 210 && box.y > 40 && box.y < 110 && box.width > 60 && box.width < 120, `browser detection box ${JSON.stringify(box)}`);
+  // the same detection as the server's: face-api's browser build (tfjs webgl in headless
+  // Chromium, software GL) with the shared core vs the Node path (tfjs wasm) on the same photo
+  const nodeFace = await detectFace(TEST_IMAGES.astronaut);
+  const lm = JSON.parse(await page.$eval('#after', (img: HTMLImageElement) => img.dataset.landmarks!)) as [number, number][];
+  assert.equal(lm.length, 68);
+  const lmGap = Math.max(...lm.map((p, k) => Math.hypot(p[0] - nodeFace.landmarks[k][0], p[1] - nodeFace.landmarks[k][1])));
+  const boxGap = Math.max(Math.abs(box.x - nodeFace.box.x), Math.abs(box.y - nodeFace.box.y), Math.abs(box.width - nodeFace.box.width), Math.abs(box.height - nodeFace.box.height));
+  const tfjs = await page.$eval('#after', (img: HTMLImageElement) => img.dataset.tfjs!);
+  t.diagnostic(`browser (tfjs ${tfjs}) vs Node (tfjs wasm) detection: landmarks within ${lmGap.toFixed(3)} px, box within ${boxGap.toFixed(3)} px`);
+  assert.ok(lmGap < 0.5 && boxGap < 0.5, `browser landmarks ${lmGap} px / box ${boxGap} px from Node's`);
   // pixels far outside the blend mask are the photo's own bytes; inside, the edit changed the face
   // (a string: tsx's transform would wrap inner functions in a helper the page does not have)
   const diff = await page.evaluate(`(async () => {
@@ -94,19 +108,30 @@ test('web page: upload astronaut.png, type a hairstyle, receive the edited photo
     };
     const a = await read(document.getElementById('before').src);
     const b = await read(document.getElementById('after').src);
-    let outside = 0, inside = 0;
+    const s = await read(${JSON.stringify(serverResult)});
+    let outside = 0, inside = 0, vsServerMax = 0, vsServerOff = 0, changed = 0, changedServer = 0;
     for (let y = 0; y < 512; y++) {
       for (let x = 0; x < 512; x++) {
         const i = (y * 512 + x) * 4;
         const d = Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]);
         if (x >= 400 || y >= 400 || (x < 120 && y < 200)) outside += d; // well away from the face at ~(180..265, 70..175)
         else if (x > 195 && x < 250 && y > 100 && y < 160) inside += d;
+        if (d) changed++;
+        if (a[i] !== s[i] || a[i + 1] !== s[i + 1] || a[i + 2] !== s[i + 2]) changedServer++;
+        const e = Math.max(Math.abs(s[i] - b[i]), Math.abs(s[i + 1] - b[i + 1]), Math.abs(s[i + 2] - b[i + 2]));
+        if (e > vsServerMax) vsServerMax = e;
+        if (e > 1) vsServerOff++;
       }
     }
-    return { outside, inside };
-  })()`) as { outside: number; inside: number };
+    return { outside, inside, vsServerMax, vsServerOff, changed, changedServer };
+  })()`) as { outside: number; inside: number; vsServerMax: number; vsServerOff: number; changed: number; changedServer: number };
+  t.diagnostic(`browser vs server result: ${JSON.stringify(diff)}`);
   assert.equal(diff.outside, 0, 'photo pixels outside the blend mask are unchanged');
   assert.ok(diff.inside > 0, 'the face region was edited');
+  // the same photo as server mode (same graphs, onnxruntime-web vs -node: measured at most 1 level
+  // apart on any channel, and the same 30367 pixels changed)
+  assert.ok(diff.vsServerMax <= 2, `browser result within 2 levels of the server's, got ${diff.vsServerMax}`);
+  assert.ok(Math.abs(diff.changed - diff.changedServer) <= 0.01 * diff.changedServer, `pixels changed: browser ${diff.changed}, server ${diff.changedServer}`);
   const timings = await page.$eval('#after', (img: HTMLImageElement) => img.dataset.timings!);
   const shot2 = `${OUT}web-browser-mode.png`;
   await page.screenshot({ path: shot2, fullPage: true });
