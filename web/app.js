@@ -155,28 +155,15 @@ async function decodeRgb(file) {
   return { data, width: bmp.width, height: bmp.height };
 }
 
-// byte -> [-1, 1] with the float32 operations of src/io/image.ts rgbToTensor (torchvision's)
-const LUT = Float32Array.from({ length: 256 }, (_, u) => Math.fround(Math.fround(Math.fround(u / 255) - 0.5) / 0.5));
-
-/** RGB -> [1, 3, S, S] float32 in [-1, 1]. */
-function rgbTensor(ort, img) {
-  const plane = img.width * img.height;
-  const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) for (let ch = 0; ch < 3; ch++) out[ch * plane + i] = LUT[img.data[3 * i + ch]];
-  return new ort.Tensor('float32', out, [1, 3, img.height, img.width]);
+/** RGB -> onnxruntime-web tensor [1, 3, H, W] in [-1, 1] (src/io/pixels.ts rgbToTensor). */
+function rgbTensor(ort, lib, img) {
+  const t = lib.rgbToTensor(img);
+  return new ort.Tensor('float32', t.data, t.shape);
 }
 
-/** [1, 3, S, S] in [-1, 1] -> RGB, rounded and clamped as src/io/image.ts tensorToRgb does. */
-function tensorRgb(t) {
-  const [, , H, W] = t.dims;
-  const d = t.data, plane = W * H, data = new Uint8Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    for (let ch = 0; ch < 3; ch++) {
-      const v = Math.floor((d[ch * plane + i] + 1) * 127.5 + 0.5);
-      data[3 * i + ch] = v < 0 ? 0 : v > 255 ? 255 : v;
-    }
-  }
-  return { data, width: W, height: H };
+/** onnxruntime-web image tensor [1, 3, S, S] in [-1, 1] -> RGB (src/io/pixels.ts tensorToRgb). */
+function tensorRgb(lib, t) {
+  return lib.tensorToRgb(new lib.TensorData('float32', [...t.dims], t.data));
 }
 
 async function rgbToUrl(img) {
@@ -215,20 +202,20 @@ async function editInBrowser(photo) {
   setStatus(`running e4e and the edit in the browser (${state.ep})…`);
   const e4e = await session(ort, base + manifest.files.e4e.file);
   const edit = await session(ort, base + manifest.files.edit.file);
-  const { w } = await e4e.run({ image: rgbTensor(ort, small.image) });
+  const { w } = await e4e.run({ image: rgbTensor(ort, lib, small.image) });
   const out = await edit.run({ w, alpha: new ort.Tensor('float32', new Float32Array([alpha()]), [1]) });
-  const edited = tensorRgb(out.image);
+  const edited = tensorRgb(lib, out.image);
   lap('edit');
 
   let mask;
   if (manifest.parser && manifest.files.parser) {
     const parser = await session(ort, base + manifest.files.parser.file);
     const P = manifest.parser.size;
-    const src = (await parser.run({ image: rgbTensor(ort, big.image) })).labels.data;
+    const src = (await parser.run({ image: rgbTensor(ort, lib, big.image) })).labels.data;
     const dst = (await parser.run({ image: out.image })).labels.data;
     mask = lib.blendMask([Int32Array.from(src), Int32Array.from(dst)], P, manifest.parser.classes.head, S);
   } else {
-    mask = lib.featherMask(lib.fullMask(S), Math.max(1, Math.round(0.05 * S)));
+    mask = lib.cropBlendMask(S);
   }
   lap('mask');
   const result = lib.pasteBack(img, edited, mask, big.alignment);

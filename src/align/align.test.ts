@@ -181,11 +181,9 @@ test('astronaut.png aligned at 1024: framed as FFHQ (eyes level, centred) and th
   // without the refinement passes (face-api's raw points) the jaw points slide along the outline
   // between the two framings: that is what the refinement is for
   const raw = (await detectFaces(ASTRONAUT, { refine: 0 }))[0], rawCrop = (await detectFaces(r.image, { refine: 0 }))[0];
-  const photoR = await detectFaces(ASTRONAUT, { refine: 0 });
   const rawErr = Math.max(...rawCrop.landmarks.map((p, i) => dist(cropToPhoto(r.alignment, p), raw.landmarks[i])));
   t.diagnostic(`raw (refine: 0) max ${rawErr.toFixed(2)} px; refinement moved the photo landmarks by up to ${Math.max(...raw.landmarks.map((p, i) => dist(p, r.face.landmarks[i]))).toFixed(2)} px`);
   assert.ok(rawErr > Math.max(...errs), 'refinement makes the two detections agree more closely');
-  assert.deepEqual(photoR[0].landmarks, raw.landmarks, 'refine: 0 is deterministic');
   await assert.rejects(detectFaces(ASTRONAUT, { refine: -1 }), /refine must be a whole number/);
   // the exact-inverse property itself (no detector involved)
   for (const p of r.face.landmarks) assert.ok(dist(cropToPhoto(r.alignment, photoToCrop(r.alignment, p)), p) < 1e-6);

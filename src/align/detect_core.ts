@@ -182,12 +182,13 @@ function landmarkNet(api: FaceApiLike): LandmarkNet {
   };
 }
 
-
 /**
  * Faces and their 68 landmarks with an initialised face-api (its three nets loaded), largest box
  * first; NoFaceError (naming `what`) when there is none.
  */
 export async function detectWithFaceApi(api: FaceApiLike, img: RgbImage, opts: DetectOptions = {}, what = 'the image'): Promise<DetectedFace[]> {
+  const passes = opts.refine ?? 2;
+  if (!Number.isInteger(passes) || passes < 0) throw new RangeError(`refine must be a whole number of passes >= 0, got ${passes}`);
   const t = api.tf.tensor3d(img.data, [img.height, img.width, 3], 'int32');
   const minConfidence = opts.minConfidence ?? 0.5;
   const maxResults = opts.maxResults ?? 100;
@@ -207,12 +208,11 @@ export async function detectWithFaceApi(api: FaceApiLike, img: RgbImage, opts: D
   } finally {
     t.dispose();
   }
-  const passes = opts.refine ?? 2;
-  if (!Number.isInteger(passes) || passes < 0) throw new RangeError(`refine must be a whole number of passes >= 0, got ${passes}`);
+  const net = landmarkNet(api);
   const faces: DetectedFace[] = [];
   for (const r of results) {
     let landmarks = r.landmarks.positions.map((p) => [p.x - 0.5, p.y - 0.5] as Point);
-    for (let k = 0; k < passes; k++) landmarks = await refineLandmarks(landmarkNet(api), img, landmarks);
+    for (let k = 0; k < passes; k++) landmarks = await refineLandmarks(net, img, landmarks);
     faces.push({
       box: { x: r.detection.box.x, y: r.detection.box.y, width: r.detection.box.width, height: r.detection.box.height },
       score: r.detection.score,

@@ -22,7 +22,7 @@ import { decodeImageRgb, rgbToTensor, tensorToRgb, type RgbImage } from '../io/i
 import { TensorData } from '../io/tensor.ts';
 import { detectFace, loadFaceDetector, type DetectedFace, type ImageInput } from '../align/detect.ts';
 import { alignFfhq, type FfhqAlignment } from '../align/ffhq.ts';
-import { featherMask, fullMask, pasteBack } from '../align/paste.ts';
+import { pasteBack } from '../align/paste.ts';
 import type { FloatImage } from '../align/pixels.ts';
 import { e4eInputSize } from '../nets/e4e/e4e.ts';
 import { HairClipMapper, HAIRCLIP_ALPHA, colorPrompt, hairstylePrompt } from '../mappers/hairclip.ts';
@@ -30,7 +30,7 @@ import { StyleClipMapper, STYLECLIP_ALPHA } from '../mappers/styleclip.ts';
 import { FfclipMapper, FFCLIP_ALPHA } from '../mappers/ffclip.ts';
 import { loadNets, type EditMethod, type LoadedNets, type WeightsSpec } from './nets.ts';
 import { encodeGraph, parseGraph, parserClasses, parserSize, synthesisGraph, type ConditionEmbeddings } from './graphs.ts';
-import { blendMask, type BlendMaskOptions } from './mask.ts';
+import { blendMask, cropBlendMask, type BlendMaskOptions } from './mask.ts';
 
 export interface ProgressEvent {
   stage: 'load' | 'compile' | 'decode' | 'detect' | 'align' | 'embed' | 'encode' | 'edit' | 'synthesis' | 'parse' | 'paste' | 'done';
@@ -288,7 +288,7 @@ export async function pipeline(method: EditMethod, options: PipelineOptions = {}
       const n = P! * P!;
       mask = blendMask([labels.subarray(0, n), labels.subarray(n, 2 * n)], P!, parserClasses(parser).head, S, c.mask);
     } else {
-      mask = featherMask(fullMask(S), Math.max(1, Math.round((c.mask?.feather ?? 0.05 * S))));
+      mask = cropBlendMask(S, c.mask?.feather);
     }
     lap('parse');
 

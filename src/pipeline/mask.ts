@@ -6,7 +6,7 @@
 //   grown   = region dilated by `grow` pixels (covers the parser's ragged edges)
 //   mask    = featherMask(grown, feather): eroded then blurred, values fall only, and it is 0
 //             wherever `grown` is 0 — so photo pixels outside `grown` keep their exact bytes.
-import { featherMask } from '../align/paste.ts';
+import { featherMask, fullMask } from '../align/paste.ts';
 import type { FloatImage } from '../align/pixels.ts';
 import { photoToCrop, type FfhqAlignment } from '../align/ffhq.ts';
 
@@ -60,6 +60,11 @@ export function blendMask(labelMaps: readonly Int32Array[], P: number, classes: 
   const grow = o.grow ?? Math.max(1, Math.round(size * 0.02));
   const feather = o.feather ?? Math.max(1, Math.round(size * 0.02));
   return featherMask(dilateMask(regionMask(labelMaps, P, classes, size), grow), feather);
+}
+
+/** Without a parser: the whole crop, feathered inwards by `feather` pixels (default 5% of the side). */
+export function cropBlendMask(size: number, feather = 0.05 * size): FloatImage {
+  return featherMask(fullMask(size), Math.max(1, Math.round(feather)));
 }
 
 /**

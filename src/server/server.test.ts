@@ -143,7 +143,7 @@ test('POST /api/export writes the edit as ONNX and serves it; GET / serves the p
   assert.equal(lib.status, 200);
   assert.match(lib.headers.get('content-type') ?? '', /javascript/);
   const mod = await import(`data:text/javascript;base64,${Buffer.from(await lib.text()).toString('base64')}`) as Record<string, unknown>;
-  for (const f of ['detectWithFaceApi', 'alignFfhq', 'pasteBack', 'featherMask', 'fullMask', 'blendMask']) assert.equal(typeof mod[f], 'function', f);
+  for (const f of ['detectWithFaceApi', 'alignFfhq', 'pasteBack', 'rgbToTensor', 'tensorToRgb', 'TensorData', 'blendMask', 'cropBlendMask']) assert.equal(typeof mod[f], 'function', f);
   const nf = await fetch(`${base}/api/nope`);
   assert.equal(nf.status, 404);
 });
